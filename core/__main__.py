@@ -1,0 +1,5 @@
+"""`python -m loopauth`."""
+
+from .cli import main
+
+raise SystemExit(main())

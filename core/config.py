@@ -1,0 +1,404 @@
+"""providers.yaml: find it, parse it with line numbers, substitute ${VAR}s, check settings."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from . import paths
+from .errors import ConfigError
+from .provider import Provider, ProviderType, Setting
+
+MAX_BYTES = 1 << 20
+MAX_NODES = 20_000
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ENV_RE = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
+TOP_KEYS = ("default", "providers")
+TRUE = {"true", "yes", "on", "1"}
+FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass
+class Config:
+    """A loaded providers.yaml: the default provider, good providers, and broken ones."""
+
+    path: str
+    default: str | None = None
+    providers: dict[str, Provider] = field(default_factory=dict)
+    errors: dict[str, ConfigError] = field(default_factory=dict)
+    plugins: Mapping[str, ProviderType] = field(default_factory=dict)
+    env_used: dict[str, str | None] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Return every configured provider name, broken ones included."""
+        return sorted({*self.providers, *self.errors})
+
+    def select(self, name: str | None) -> Provider:
+        """Return the named provider, else `default:`, else the only one configured."""
+        if name is None:
+            name = self.default
+        if name is None:
+            names = self.names()
+            if len(names) != 1:
+                raise ConfigError(
+                    "several providers are configured and no `default:` is set; name one of: "
+                    + ", ".join(names),
+                    file=self.path,
+                )
+            name = names[0]
+        if name in self.errors:
+            raise self.errors[name]
+        if name not in self.providers:
+            hint = _did_you_mean(name, self.names())
+            raise ConfigError(
+                f"no provider named {name!r}{hint}; configured: "
+                + (", ".join(self.names()) or "none"),
+                file=self.path,
+            )
+        return self.providers[name]
+
+
+def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Return True for localhost and loopback IP literals."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(value: str, *, redirect: bool = False) -> str | None:
+    """Return why `value` is not an acceptable URL, or None when it is."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL with a host"
+    if parts.fragment:
+        return "must not contain a #fragment"
+    loopback = is_loopback_host(parts.hostname)
+    if redirect:
+        if parts.scheme != "http" or not loopback:
+            return (
+                "must be a loopback http URL (http://127.0.0.1, http://[::1] or "
+                "http://localhost, RFC 8252 §7.3)"
+            )
+    elif parts.scheme == "http" and not loopback:
+        return "must use https (http:// is only allowed for loopback hosts)"
+    return None
+
+
+class _Doc:
+    """Turns a composed YAML node tree into Python values, remembering each key's line."""
+
+    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
+        self.path, self.loader, self.nodes = path, loader, 0
+
+    def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return ConfigError(message, file=self.path, line=line, key=key)
+
+    def value(self, node: yaml.Node, key: str) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:  # aliases can make a small file expand without limit
+            raise self.error(node, key, "document is too large or too deeply aliased")
+        if isinstance(node, yaml.MappingNode):
+            return {k: v for k, (_, v) in self.mapping(node, key).items()}
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item, f"{key}[{i}]") for i, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.error(node, key, f"bad value ({exc.__class__.__name__})") from None
+
+    def mapping(self, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, Any]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, key, "must be a mapping of keys to values")
+        out: dict[str, tuple[yaml.Node, Any]] = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                raise self.error(knode, key, "keys must be plain strings")
+            name = str(knode.value)
+            if name in out:
+                raise self.error(knode, f"{key}.{name}" if key else name, "duplicate key")
+            out[name] = (knode, self.value(vnode, f"{key}.{name}" if key else name))
+        return out
+
+
+def _substitute(value: Any, used: dict[str, str | None]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in strings; `$$` is a literal `$`."""
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            var, default = m.group(1), m.group(2)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+                raise ValueError(f"bad variable name ${{{var}}}")
+            current = os.environ.get(var)
+            used[var] = current
+            if current is None or (current == "" and default is not None):
+                if default is None:
+                    raise LookupError(var)
+                return default
+            return current
+
+        return ENV_RE.sub(repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, used) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, used) for k, v in value.items()}
+    return value
+
+
+def convert(kind: str, value: Any, setting: Setting, *, redirect: bool = False) -> Any:
+    """Convert one setting's value to its kind; raise ValueError with a message."""
+    if value is None:
+        return None
+    if kind in ("str", "url"):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError("must be a string")
+        value = str(value)
+        if setting.choices and value not in setting.choices:
+            raise ValueError(
+                f"must be one of: {', '.join(setting.choices)}"
+                + _did_you_mean(value, setting.choices)
+                if not setting.secret
+                else ""
+            )
+        if kind == "url":
+            problem = check_url(value, redirect=redirect)
+            if problem:
+                raise ValueError(f"{value!r} {problem}")
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in TRUE | FALSE:
+            return value.lower() in TRUE
+        raise ValueError("must be true or false")
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            number = float(value) if kind == "float" else int(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number") from None
+        if number < 0 or number != number or number in (float("inf"),):
+            raise ValueError("must be a finite number >= 0")
+        return number
+    if kind in ("scope", "list"):
+        if isinstance(value, str):
+            return value.split() if kind == "scope" else [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ValueError("must be a string or a list of strings")
+    if kind == "map":
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping of names to values")
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, dict | list) or v is None:
+                raise ValueError(f"value of {k!r} must be a string or a number")
+            out[k] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+    raise ValueError(f"unknown setting kind {kind}")
+
+
+def build_provider(
+    name: str,
+    raw: Mapping[str, tuple[yaml.Node | None, Any]],
+    types: Mapping[str, ProviderType],
+    doc: _Doc,
+    node: yaml.Node | None,
+    used: dict[str, str | None],
+) -> Provider:
+    """Check one provider's settings and return it, or raise a ConfigError naming the line."""
+    prefix = f"providers.{name}"
+    if not NAME_RE.match(name):
+        raise doc.error(node, prefix, "provider names use letters, digits, '.', '_' and '-' only")
+    plugin_node, plugin = raw.get("plugin", (node, "oauth2"))
+    if not isinstance(plugin, str) or plugin not in types:
+        hint = _did_you_mean(str(plugin), list(types))
+        raise doc.error(
+            plugin_node,
+            f"{prefix}.plugin",
+            f"unknown plugin {plugin!r}{hint}; installed: {', '.join(sorted(types))}",
+        )
+    ptype = types[plugin]
+    schema = ptype.all_settings()
+    settings: dict[str, Any] = {}
+    for key, (knode, value) in raw.items():
+        if key == "plugin":
+            continue
+        if key not in schema:
+            raise doc.error(
+                knode,
+                f"{prefix}.{key}",
+                f"unknown setting for plugin {plugin}{_did_you_mean(key, list(schema))}",
+            )
+        setting = schema[key]
+        try:
+            value = _substitute(value, used)
+        except LookupError as exc:
+            raise doc.error(
+                knode,
+                f"{prefix}.{key}",
+                f"environment variable {exc.args[0]} is not set (needed by provider {name})",
+            ) from None
+        except ValueError as exc:
+            raise doc.error(knode, f"{prefix}.{key}", str(exc)) from None
+        try:
+            settings[key] = convert(setting.kind, value, setting, redirect=key == "redirect_uri")
+        except ValueError as exc:
+            message = str(exc) if not setting.secret else "has the wrong type (must be a string)"
+            raise doc.error(knode, f"{prefix}.{key}", message) from None
+    for key, setting in schema.items():
+        if settings.get(key) is None and setting.default is not None:
+            default = setting.default
+            settings[key] = (
+                list(default)
+                if isinstance(default, list)
+                else (dict(default) if isinstance(default, dict) else default)
+            )
+    if ptype.validate is not None:
+        problem = ptype.validate(settings)
+        if problem:
+            key, _, message = problem.partition(": ")
+            knode = raw.get(key, (node, None))[0]
+            raise doc.error(knode, f"{prefix}.{key}" if message else prefix, message or problem)
+    return Provider(name, ptype, settings, source=doc.path)
+
+
+def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
+    """Find and load providers.yaml; file-level problems raise, provider problems wait for use."""
+    path = paths.find_config(explicit)
+    if path is None:
+        where = paths.config_candidates(explicit)
+        if explicit or os.environ.get("LOOPAUTH_CONFIG"):
+            raise ConfigError(f"config file {where[0]} does not exist")
+        raise ConfigError(
+            "no providers.yaml found (looked for "
+            + " and ".join(where)
+            + "); pass --config FILE or set LOOPAUTH_CONFIG"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", file=path) from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError("file is larger than 1 MiB", file=path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text", file=path) from None
+    config = parse(text, path)
+    if write_cache:
+        from . import fastpath
+
+        fastpath.write_cache(config)
+    return config
+
+
+def parse(text: str, path: str = "providers.yaml") -> Config:
+    """Parse providers.yaml text into a Config."""
+    from .plugin_manager import provider_types
+
+    types = provider_types()
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise ConfigError(
+                f"invalid YAML: {exc.problem or exc.context}",
+                file=path,
+                line=mark.line + 1 if mark else None,
+            ) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML ({exc.__class__.__name__})", file=path) from None
+        doc = _Doc(path, loader)
+        config = Config(path=path, plugins=types)
+        if root is None:
+            raise ConfigError("is empty; it needs a `providers:` mapping", file=path)
+        try:
+            top = doc.mapping(root, "")
+        except RecursionError:
+            raise ConfigError("is nested too deeply", file=path) from None
+    finally:
+        loader.dispose()
+    for key, (knode, _) in top.items():
+        if key not in TOP_KEYS:
+            raise doc.error(
+                knode,
+                key,
+                "unknown top-level key"
+                + _did_you_mean(key, TOP_KEYS)
+                + "; expected `default:` and `providers:`",
+            )
+    if "providers" not in top:
+        raise ConfigError("has no `providers:` mapping", file=path)
+    pnode = next(v for k, v in root.value if k.value == "providers")
+    providers = doc.mapping(pnode, "providers") if top["providers"][1] is not None else {}
+    if not providers:
+        raise doc.error(pnode, "providers", "no providers are configured")
+    for name, (knode, _) in providers.items():
+        vnode = next(v for k, v in pnode.value if k.value == name)
+        used: dict[str, str | None] = {}
+        try:
+            raw = doc.mapping(vnode, f"providers.{name}")
+            config.providers[name] = build_provider(name, raw, types, doc, knode, used)
+        except ConfigError as exc:
+            config.errors[name] = exc
+        leeway_vars = [
+            m.group(1) for m in ENV_RE.finditer(str(_raw_value(vnode, "refresh_leeway")))
+        ]
+        config.env_used.update({v: os.environ.get(v) for v in leeway_vars if v})
+    if "default" in top:
+        dnode, default = top["default"]
+        used = {}
+        try:
+            default = _substitute(default, used)
+        except LookupError as exc:
+            raise doc.error(
+                dnode, "default", f"environment variable {exc.args[0]} is not set"
+            ) from None
+        config.env_used.update(used)
+        if default is not None and not isinstance(default, str):
+            raise doc.error(dnode, "default", "must be a provider name")
+        if default and default not in config.names():
+            raise doc.error(
+                dnode,
+                "default",
+                f"names no configured provider{_did_you_mean(default, config.names())}",
+            )
+        config.default = default or None
+    return config
+
+
+def _raw_value(node: yaml.Node, key: str) -> str:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if getattr(k, "value", None) == key and isinstance(v, yaml.ScalarNode):
+                return str(v.value)
+    return ""

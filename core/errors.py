@@ -1,0 +1,67 @@
+"""Error types; each carries the CLI exit code it maps to."""
+
+from __future__ import annotations
+
+
+class LoopauthError(Exception):
+    """Base class for every error loopauth reports to a user."""
+
+    exit_code = 1
+
+
+class UsageError(LoopauthError):
+    """The command line was wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(LoopauthError):
+    """providers.yaml (or a setting in it) is wrong."""
+
+    exit_code = 2
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, key: str = ""
+    ) -> None:
+        self.message, self.file, self.line, self.key = message, file, line, key
+        where = file or ""
+        if file and line:
+            where = f"{file}:{line}"
+        prefix = ": ".join(p for p in (where, key) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class AccessDenied(LoopauthError):
+    """The user (or the provider) refused the authorization."""
+
+    exit_code = 3
+
+
+class FlowTimeout(LoopauthError):
+    """No redirect arrived in time."""
+
+    exit_code = 4
+
+
+class FlowCancelled(LoopauthError):
+    """The flow was cancelled (Ctrl+C, SIGTERM or cancel())."""
+
+    exit_code = 4
+
+
+class ProviderError(LoopauthError):
+    """The provider answered with an error, garbage, or not at all."""
+
+    exit_code = 5
+
+    def __init__(
+        self, message: str, *, error: str | None = None, description: str | None = None
+    ) -> None:
+        self.error, self.description = error, description
+        super().__init__(message)
+
+
+class NoTokenError(LoopauthError):
+    """No usable token is stored; the message says which login to run."""
+
+    exit_code = 6

@@ -1,0 +1,160 @@
+"""`loopauth token` for a cached, valid token without YAML, pluggy, authlib or requests.
+
+A small JSON cache of the resolved, non-secret settings (default provider, provider names,
+refresh leeway) stands in for providers.yaml; it is keyed by the file's path, size and mtime
+and by the environment variables those settings use, and rebuilt whenever the full loader runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from . import paths
+from .token import Token
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import Config
+
+CACHE_VERSION = 1
+
+
+def _cache_path(config_path: str) -> str:
+    import hashlib
+
+    key = hashlib.sha256(os.path.normcase(config_path).encode()).hexdigest()[:16]
+    return os.path.join(paths.home(), "cache", f"config-{key}.json")
+
+
+def write_cache(config: Config) -> None:
+    """Record what the cached-token path needs from a freshly loaded providers.yaml."""
+    try:
+        st = os.stat(config.path)
+        data = {
+            "version": CACHE_VERSION,
+            "path": config.path,
+            "mtime_ns": st.st_mtime_ns,
+            "size": st.st_size,
+            "env": config.env_used,
+            "default": config.default,
+            "providers": {
+                name: {"refresh_leeway": p.settings.get("refresh_leeway", 60.0)}
+                for name, p in config.providers.items()
+            },
+            "broken": sorted(config.errors),
+        }
+        path = _cache_path(config.path)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the cache only saves time; the full loader still works without it
+
+
+def read_cache(config_path: str) -> dict[str, object] | None:
+    """Return the cached settings when they still match providers.yaml, else None."""
+    try:
+        st = os.stat(config_path)
+        with open(_cache_path(config_path), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return None
+    if (data.get("path"), data.get("mtime_ns"), data.get("size")) != (
+        config_path,
+        st.st_mtime_ns,
+        st.st_size,
+    ):
+        return None
+    env = data.get("env") or {}
+    if any(os.environ.get(k) != v for k, v in env.items()):
+        return None
+    return data
+
+
+def _parse(argv: list[str]) -> tuple[str | None, str | None, str | None, bool] | None:
+    """Parse `[--config F] token [PROVIDER] [--account A] [--json]`; None for anything else."""
+    config = provider = account = None
+    as_json = seen_token = False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config" and not seen_token:
+            config = next(args, None)
+            if config is None:
+                return None
+        elif arg.startswith("--config=") and not seen_token:
+            config = arg.split("=", 1)[1]
+        elif arg == "token" and not seen_token:
+            seen_token = True
+        elif not seen_token:
+            return None
+        elif arg == "--account":
+            account = next(args, None)
+            if account is None:
+                return None
+        elif arg.startswith("--account="):
+            account = arg.split("=", 1)[1]
+        elif arg == "--json":
+            as_json = True
+        elif arg.startswith("-") or provider is not None:
+            return None
+        else:
+            provider = arg
+    return (config, provider, account, as_json) if seen_token else None
+
+
+def token_output(token: Token, as_json: bool) -> str:
+    """Return what `loopauth token` prints for a token."""
+    if not as_json:
+        return token.access_token
+    return json.dumps(
+        {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "expires_at": token.expires_at,
+            "provider": token.provider,
+            "account_id": token.account_id,
+            "account_label": token.account_label,
+            "scopes": token.scopes,
+        }
+    )
+
+
+def try_token(argv: list[str]) -> int | None:
+    """Print a cached, fresh token and return 0; return None to let the full CLI handle it."""
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    config_arg, provider, account, as_json = parsed
+    config_path = paths.find_config(config_arg)
+    if config_path is None:
+        return None
+    cache = read_cache(config_path)
+    if cache is None:
+        return None
+    providers = cache.get("providers")
+    if not isinstance(providers, dict):
+        return None
+    if provider is None:
+        provider = cache.get("default") or (  # type: ignore[assignment]
+            next(iter(providers)) if len(providers) == 1 and not cache.get("broken") else None
+        )
+    if provider not in providers:
+        return None
+    from .store import TokenStore
+
+    try:
+        token = TokenStore().find(provider, account)  # type: ignore[arg-type]
+    except Exception:  # any doubt: the full CLI reports it properly
+        return None
+    leeway = providers[provider].get("refresh_leeway", 60.0)
+    if not token.is_fresh(float(leeway)):
+        return None
+    sys.stdout.write(token_output(token, as_json) + "\n")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,292 @@
+"""The login flow, shaped like Chilkat's OAuth2 object: start, launch_browser, wait, cancel."""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import oauth, pages
+from .errors import AccessDenied, FlowCancelled, FlowTimeout, LoopauthError, ProviderError
+from .listener import Listener
+from .provider import Provider
+from .store import TokenStore
+from .token import Token
+
+log = logging.getLogger("loopauth.flow")
+
+
+class State(enum.Enum):
+    """Where a flow is (Chilkat's AuthFlowState 0-5, plus cancelled and timed out)."""
+
+    IDLE = "idle"
+    WAITING_FOR_REDIRECT = "waiting for redirect"
+    WAITING_FOR_TOKEN = "waiting for token"
+    SUCCEEDED = "succeeded"
+    DENIED = "denied"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed out"
+
+    @property
+    def finished(self) -> bool:
+        """Return True for the end states."""
+        return self not in (State.IDLE, State.WAITING_FOR_REDIRECT, State.WAITING_FOR_TOKEN)
+
+
+class Flow:
+    """One authorization-code login through the system browser and a loopback listener."""
+
+    def __init__(
+        self, provider: Provider, *, account: str | None = None, store: TokenStore | None = None
+    ) -> None:
+        self.provider = provider
+        self.account = account
+        self.store = store if store is not None else TokenStore()
+        self.state = State.IDLE
+        self.failure: str | None = None
+        self.error: LoopauthError | None = None
+        self.callback_params: dict[str, str] = {}
+        self.token: Token | None = None
+        self.saved_to: str | None = None
+        self.authorization_url: str | None = None
+        self.redirect_uri: str | None = None
+        self._request: oauth.AuthorizationRequest | None = None
+        self._listener: Listener | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"Flow(provider={self.provider.name!r}, state={self.state.value!r})"
+
+    @property
+    def token_response(self) -> dict[str, Any] | None:
+        """Return the provider's raw token response (Chilkat's AccessTokenResponse)."""
+        return self.token.raw if self.token else None
+
+    def start(self) -> str:
+        """Bind the listener and return the authorization URL to open."""
+        if self.state is not State.IDLE:
+            raise LoopauthError(f"this flow was already started (state: {self.state.value})")
+        oauth.discover(self.provider)
+        listener = Listener(
+            self.provider.get("redirect_uri"), self._on_callback, after_reply=self._after_reply
+        )
+        self.redirect_uri = listener.start()
+        self._listener = listener
+        try:
+            self._request = oauth.authorization_request(self.provider, self.redirect_uri)
+        except BaseException:
+            listener.close()
+            raise
+        self.authorization_url = self._request.url
+        self.state = State.WAITING_FOR_REDIRECT
+        return self.authorization_url
+
+    def launch_browser(self) -> bool:
+        """Open the authorization URL in the system browser; return False when none opened."""
+        if self.authorization_url is None:
+            raise LoopauthError("start() the flow before launching the browser")
+        if (
+            sys.platform.startswith("linux")
+            and not os.environ.get("BROWSER")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        ):
+            return False  # no desktop: webbrowser would start a text browser in this terminal
+        import webbrowser
+
+        try:
+            return webbrowser.open(self.authorization_url)
+        except webbrowser.Error:
+            return False
+
+    def wait(
+        self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
+    ) -> State:
+        """Block until the flow ends or `timeout` seconds (default: the provider's) pass."""
+        if self.state is State.IDLE:
+            raise LoopauthError("start() the flow before waiting for it")
+        limit = float(self.provider.get("timeout", 300.0) if timeout is None else timeout)
+        deadline = time.monotonic() + limit
+        try:
+            while not self._done.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 and self.state is State.WAITING_FOR_REDIRECT:
+                    self._finish(
+                        State.TIMED_OUT,
+                        f"no redirect arrived within {limit:g} s",
+                        FlowTimeout(
+                            f"{self.provider.name}: no redirect arrived within "
+                            f"{limit:g} s; run login again"
+                        ),
+                    )
+                    break
+                if on_tick is not None:
+                    on_tick(max(left, 0.0))
+                # Short slices so Ctrl+C is handled promptly on every platform.
+                self._done.wait(
+                    min(max(left, 0.05), 1.0) if on_tick else min(max(left, 0.05), 0.25)
+                )
+        except KeyboardInterrupt:
+            self.cancel("interrupted")
+            raise
+        return self.state
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop waiting and close the port; a finished flow is left as it is."""
+        self._finish(
+            State.CANCELLED, reason, FlowCancelled(f"{self.provider.name}: login {reason}")
+        )
+
+    def result(self) -> Token:
+        """Return the token of a successful flow, or raise the error that ended it."""
+        if self.state is State.SUCCEEDED and self.token is not None:
+            return self.token
+        if self.error is not None:
+            raise self.error
+        raise LoopauthError(f"the flow has not finished (state: {self.state.value})")
+
+    def _finish(
+        self,
+        state: State,
+        failure: str | None,
+        error: LoopauthError | None,
+        *,
+        reply_pending: bool = False,
+    ) -> bool:
+        with self._lock:
+            if self.state.finished:
+                return False
+            self.state, self.failure, self.error = state, failure, error
+        if not reply_pending:  # else _after_reply does this once the browser has its page
+            self._close()
+        return True
+
+    def _after_reply(self) -> None:
+        if self.state.finished and not self._done.is_set():
+            self._close()
+
+    def _close(self) -> None:
+        self._done.set()
+        if self._listener is not None:
+            # Closing from a separate thread: this may run inside a listener request thread.
+            threading.Thread(target=self._listener.close, daemon=True).start()
+
+    def _on_callback(self, params: dict[str, str]) -> tuple[int, str]:
+        """Handle a request to the callback path; runs in a listener thread."""
+        name = self.provider.name
+        request = self._request
+        with self._lock:
+            if self.state is not State.WAITING_FOR_REDIRECT or request is None:
+                return 409, pages.notice(
+                    "Already finished", "This login has already finished; you can close this tab."
+                )
+            received = params.get("state", "")
+            if not hmac.compare_digest(received.encode(), request.state.encode()):
+                # A forged or stale redirect; the real one may still come (RFC 6749 §10.12).
+                log.debug("callback without the right state ignored")
+                return 400, pages.notice(
+                    "Unexpected request",
+                    "This request did not carry the state of the login in progress and was "
+                    "ignored. The login is still waiting.",
+                )
+            self.state = State.WAITING_FOR_TOKEN  # the state is single use from here on
+            self.callback_params = dict(params)
+        try:
+            self._check_issuer(params)
+            error = params.get("error")
+            if error:
+                desc = params.get("error_description") or ""
+                text = f"{error}: {desc}" if desc else error
+                if error in (self.provider.get("denied_errors") or []):
+                    return self._fail(
+                        State.DENIED,
+                        f"access denied ({text})",
+                        AccessDenied(f"{name}: access denied ({text})"),
+                        "Access denied",
+                    )
+                raise ProviderError(
+                    f"{name} answered the authorization with an error: {text}",
+                    error=error,
+                    description=desc or None,
+                )
+            code = params.get("code")
+            if not code:
+                raise ProviderError(f"{name}: the redirect carried no authorization code")
+            token = oauth.exchange_code(
+                self.provider, code, request.verifier, request.redirect_uri, params
+            )
+            account = oauth.name_account(self.provider, token, params)
+            token.account_id = account.id
+            token.account_label = self.account or account.label
+            if account.id == "default" and self.account:
+                token.account_id = self.account
+            with self._lock:
+                if self.state is not State.WAITING_FOR_TOKEN:  # cancelled meanwhile
+                    return 409, pages.notice("Cancelled", "The login was cancelled.")
+            self.saved_to = self.store.save(token)
+            self.token = token
+        except LoopauthError as exc:
+            return self._fail(State.FAILED, str(exc), exc, "")
+        except Exception as exc:  # a plugin bug: report it, never leave the flow hanging
+            log.debug("unexpected error in the callback", exc_info=True)
+            err = LoopauthError(
+                f"{name}: unexpected {type(exc).__name__} while completing the login"
+            )
+            return self._fail(State.FAILED, str(err), err, "")
+        label = token.account_label or token.account
+        self._finish(State.SUCCEEDED, None, None, reply_pending=True)
+        return 200, pages.success(name, label, self.provider.get("success_html"))
+
+    def _fail(self, state: State, text: str, error: LoopauthError, title: str) -> tuple[int, str]:
+        self._finish(state, text, error, reply_pending=True)
+        status = 403 if state is State.DENIED else 502
+        return status, pages.failure(
+            self.provider.name, text, self.provider.get("failure_html"), title=title
+        )
+
+    def _check_issuer(self, params: dict[str, str]) -> None:
+        """RFC 9207: a mismatched iss, or a missing one from a server that sends it, is a mix-up."""
+        expected = self.provider.get("issuer")
+        iss = params.get("iss")
+        if (
+            iss is not None
+            and expected
+            and not hmac.compare_digest(iss.encode(), expected.encode())
+        ):
+            raise ProviderError(
+                f"{self.provider.name}: the redirect came from issuer {iss!r}, "
+                f"not {expected!r} (possible mix-up attack); login refused"
+            )
+        if iss is None and self.provider.get("supports_iss"):
+            raise ProviderError(
+                f"{self.provider.name}: the redirect carried no iss although the "
+                "provider sends one (RFC 9207); login refused"
+            )
+
+
+def login(
+    provider: Provider,
+    *,
+    account: str | None = None,
+    timeout: float | None = None,
+    open_browser: bool = True,
+    store: TokenStore | None = None,
+    on_url: Callable[[str, bool], None] | None = None,
+) -> Token:
+    """Run a whole login and return the stored token (raises on denial, timeout or failure)."""
+    flow = Flow(provider, account=account, store=store)
+    url = flow.start()
+    opened = flow.launch_browser() if open_browser else False
+    if on_url is not None:
+        on_url(url, opened)
+    elif not opened:
+        print(url, file=sys.stderr, flush=True)
+    flow.wait(timeout)
+    return flow.result()

@@ -1,0 +1,250 @@
+"""The loopback redirect listener (RFC 8252 §7.3, §8.3): loopback-only, exclusive, one path."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from . import pages
+from .errors import LoopauthError
+
+log = logging.getLogger("loopauth.listener")
+
+# (status, html) for a callback; the flow decides.
+Handler = Callable[[dict[str, str]], tuple[int, str]]
+
+MAX_CONNECTIONS = 32
+READ_TIMEOUT = 10.0
+
+
+class PortBusy(LoopauthError):
+    """The redirect URI's fixed port is taken."""
+
+    exit_code = 2
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = False  # exclusive bind (RFC 8252 App. B.5): never SO_REUSEADDR
+    request_queue_size = 16
+
+    def __init__(
+        self, address: tuple[str, int], family: socket.AddressFamily, listener: Listener
+    ) -> None:
+        self.address_family = family
+        self.listener = listener
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, _RequestHandler)
+
+    def server_bind(self) -> None:
+        if os.name == "nt":  # Windows lets others bind the same port unless told otherwise
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        # TCPServer's bind, not HTTPServer's: that one does a reverse DNS lookup (slow offline).
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "localhost", self.socket.getsockname()[1]
+
+    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+        # A flood of connections must not exhaust threads: past the cap, close at once.
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):  # type: ignore[no-untyped-def]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
+        log.debug("listener: connection from %s ended with an error", client_address[0])
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = READ_TIMEOUT  # per-connection: a half-open client can't wedge the flow
+    server_version = "loopauth"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: object) -> None:
+        # The default logs the request line, which holds the authorization code.
+        pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        self._reply(code, pages.notice(f"Error {code}", message or "Bad request"))
+
+    def _reply(self, status: int, body: str) -> None:
+        data = body.encode("utf-8")
+        try:
+            self.send_response(status)
+            for name, value in pages.SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except OSError:
+            pass  # the browser went away; nothing to tell it
+        self.close_connection = True
+
+    def do_GET(self) -> None:
+        listener = self.server.listener
+        if not listener.host_allowed(self.headers.get("Host")):
+            # DNS rebinding: a page on another name that resolves to 127.0.0.1.
+            self._reply(
+                421, pages.notice("Wrong host", "This listener only answers loopback names.")
+            )
+            return
+        parts = urlsplit(self.path)
+        if parts.path != listener.path:
+            self._reply(404, pages.notice("Not found", "Nothing here; the login is still waiting."))
+            return
+        try:
+            pairs = parse_qsl(
+                parts.query, keep_blank_values=True, max_num_fields=64, strict_parsing=False
+            )
+        except ValueError:
+            self._reply(400, pages.notice("Bad request", "Too many parameters."))
+            return
+        params: dict[str, str] = {}
+        for key, value in pairs:
+            if key in params:  # RFC 6749 §3.1: parameters must not repeat
+                self._reply(400, pages.notice("Bad request", f"Parameter {key!r} repeats."))
+                return
+            params[key] = value
+        status, body = listener.handler(params)
+        self._reply(status, body)
+        if listener.after_reply is not None:
+            listener.after_reply()
+
+    def do_HEAD(self) -> None:
+        self.command = "HEAD"
+        self._reply(405, "")
+
+    def _not_allowed(self) -> None:
+        self._reply(405, pages.notice("Method not allowed", "Only GET is served here."))
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+
+def _families(host: str) -> list[tuple[socket.AddressFamily, str]]:
+    if host == "localhost":  # bind both stacks: browsers differ in which they try first
+        return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+    if ":" in host:
+        return [(socket.AF_INET6, host)]
+    return [(socket.AF_INET, host)]
+
+
+class Listener:
+    """Listens on the redirect URI's loopback host and port and serves only its path."""
+
+    def __init__(
+        self, redirect_uri: str, handler: Handler, after_reply: Callable[[], None] | None = None
+    ) -> None:
+        parts = urlsplit(redirect_uri)
+        self.after_reply = after_reply
+        self.host = (parts.hostname or "127.0.0.1").lower()
+        self.requested_port = parts.port or 0
+        self.path = parts.path or "/"
+        self.handler = handler
+        self._parts = parts
+        self._servers: list[_Server] = []
+        self._threads: list[threading.Thread] = []
+        self.port = 0
+
+    @property
+    def redirect_uri(self) -> str:
+        """Return the redirect URI with the port actually bound."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return urlunsplit(("http", f"{host}:{self.port}", self.path, self._parts.query, ""))
+
+    def host_allowed(self, header: str | None) -> bool:
+        """Return True when the Host header names this listener by a loopback name."""
+        if not header:
+            return False
+        names = {
+            "127.0.0.1",
+            "[::1]",
+            "localhost",
+            self.host if ":" not in self.host else f"[{self.host}]",
+        }
+        return header.lower() in {f"{n}:{self.port}" for n in names}
+
+    def start(self) -> str:
+        """Bind exclusively on loopback, serve in the background, return the redirect URI."""
+        for _attempt in range(20):
+            try:
+                self._bind_all()
+                break
+            except _Retry:
+                self.close()
+        else:
+            raise LoopauthError(
+                f"could not find a free port on both loopback stacks for {self.host}"
+            )
+        for server in self._servers:
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"loopauth-listener-{self.port}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        log.debug("listening on %s", self.redirect_uri)
+        return self.redirect_uri
+
+    def _bind_all(self) -> None:
+        port = self.requested_port
+        for i, (family, address) in enumerate(_families(self.host)):
+            try:
+                server = _Server((address, port), family, self)
+            except OSError as exc:
+                if i > 0 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    log.debug("no IPv6 loopback here; listening on 127.0.0.1 only")
+                    continue
+                if exc.errno in (
+                    errno.EADDRINUSE,
+                    getattr(errno, "WSAEADDRINUSE", -1),
+                    errno.EACCES,
+                ):
+                    if self.requested_port == 0:  # the ephemeral port is taken on the other stack
+                        raise _Retry() from None
+                    raise PortBusy(
+                        f"port {port} on {address} is already in use (another login, or another "
+                        f"program, is listening there); stop it, or change the port in "
+                        f"redirect_uri (and in the provider's registered redirect URL)"
+                    ) from None
+                if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    raise LoopauthError(
+                        f"cannot listen on {address}: no such loopback address on this machine"
+                    ) from None
+                raise LoopauthError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
+            self._servers.append(server)
+            port = server.server_port
+        self.port = port
+
+    def close(self) -> None:
+        """Stop serving and close the port (idempotent)."""
+        servers, self._servers = self._servers, []
+        for server in servers:
+            if self._threads:
+                server.shutdown()
+            server.server_close()
+        self._threads = []
+
+
+class _Retry(Exception):
+    pass

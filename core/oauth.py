@@ -1,0 +1,379 @@
+"""The protocol, on authlib: discovery, authorization URL, code exchange, refresh, account naming.
+
+Plugins bend each step through hooks; everything here is the standard (RFC 6749/7636/8414) way.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .config import check_url
+from .errors import ProviderError
+from .plugin_manager import pm
+from .provider import Account, Provider, TokenRequest
+from .token import Token
+
+if TYPE_CHECKING:
+    import requests
+
+log = logging.getLogger("loopauth.oauth")
+
+MAX_RESPONSE = 1 << 20
+
+
+def safe_url(url: str) -> str:
+    """Return `url` without credentials, query or fragment (TikTok puts its secret in the query)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:
+        return "<unparseable URL>"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _request_error(exc: Exception, url: str, timeout: float) -> ProviderError:
+    """Describe a requests exception without its text, which can quote the full URL."""
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return ProviderError(f"{safe_url(url)} did not answer within {timeout:g} s")
+    if isinstance(exc, requests.ConnectionError):
+        return ProviderError(
+            f"cannot connect to {safe_url(url)} (connection refused or unreachable)"
+        )
+    if isinstance(exc, requests.TooManyRedirects):
+        return ProviderError(f"{safe_url(url)} redirected too many times")
+    return ProviderError(f"request to {safe_url(url)} failed ({type(exc).__name__})")
+
+
+def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
+    """Read at most 1 MiB of a response and return its JSON object, or raise ProviderError."""
+    chunks, size = [], 0
+    for chunk in resp.iter_content(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RESPONSE:
+            resp.close()
+            raise ProviderError(f"{what} answered with more than 1 MiB; giving up")
+    body = b"".join(chunks)
+    resp._content = body  # so requests/authlib can read it again
+    resp._content_consumed = True  # type: ignore[attr-defined]
+    status = resp.status_code
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        ctype = resp.headers.get("content-type", "")
+        looks_html = "html" in ctype or b"<html" in body[:2048].lower()
+        kind = "an HTML page" if looks_html else "something that is not a JSON object"
+        if not body:
+            kind = "an empty body"
+        raise ProviderError(f"{what} answered HTTP {status} with {kind} ({len(body)} bytes)")
+    if status >= 500 and "error" not in data:
+        raise ProviderError(f"{what} answered HTTP {status} (server error)")
+    return data
+
+
+def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+    """GET a JSON document from the provider with its timeout and the size cap."""
+    import requests
+
+    timeout = float(provider.get("http_timeout", 30.0))
+    try:
+        with requests.get(url, timeout=timeout, stream=True, **kwargs) as resp:
+            return read_json(resp, what)
+    except requests.RequestException as exc:
+        raise _request_error(exc, url, timeout) from None
+
+
+def _well_known_urls(issuer: str) -> list[str]:
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return [
+        f"{base}{path}/.well-known/openid-configuration",
+        f"{base}/.well-known/oauth-authorization-server{path}",  # RFC 8414 §3.1
+    ]
+
+
+def discover(provider: Provider) -> None:
+    """Fill provider.metadata from the issuer's discovery document (once per provider object)."""
+    issuer = provider.settings.get("issuer")
+    if not issuer or provider.metadata:
+        return
+    errors = []
+    for url in _well_known_urls(issuer):
+        try:
+            doc = http_get_json(provider, url, f"discovery at {safe_url(url)}")
+        except ProviderError as exc:
+            errors.append(str(exc))
+            continue
+        if doc.get("issuer") != issuer:
+            raise ProviderError(
+                f"{provider.name}: the discovery document at {safe_url(url)} names issuer "
+                f"{doc.get('issuer')!r}, not the configured {issuer!r} (RFC 8414 §3.3)"
+            )
+        meta: dict[str, Any] = {"issuer": issuer}
+        for key in (
+            "authorization_endpoint",
+            "token_endpoint",
+            "userinfo_endpoint",
+            "revocation_endpoint",
+        ):
+            value = doc.get(key)
+            if value is None:
+                continue
+            problem = check_url(value) if isinstance(value, str) else "is not a string"
+            if problem:
+                raise ProviderError(f"{provider.name}: discovered {key} {problem}")
+            meta[key] = value
+        if "authorization_response_iss_parameter_supported" in doc:
+            meta["supports_iss"] = bool(doc["authorization_response_iss_parameter_supported"])
+        meta["code_challenge_methods_supported"] = doc.get("code_challenge_methods_supported")
+        provider.metadata = meta
+        log.debug("discovered %s from %s", provider.name, safe_url(url))
+        return
+    raise ProviderError(
+        f"{provider.name}: discovery failed for issuer {issuer}: " + "; ".join(errors)
+    )
+
+
+def endpoint(provider: Provider, key: str) -> str:
+    """Return a required endpoint (configured or discovered), or raise ProviderError."""
+    discover(provider)
+    value = provider.get(key)
+    if not value:
+        raise ProviderError(f"{provider.name}: no {key} configured or discovered")
+    return str(value)
+
+
+@dataclass
+class AuthorizationRequest:
+    """The authorization URL with the state and PKCE verifier it was built with."""
+
+    url: str
+    redirect_uri: str
+    state: str = field(repr=False)
+    verifier: str | None = field(default=None, repr=False)
+
+
+def authorization_request(provider: Provider, redirect_uri: str) -> AuthorizationRequest:
+    """Build the authorization URL: fresh state (256 bits) and PKCE S256 unless turned off."""
+    from authlib.common.urls import add_params_to_uri
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    url = endpoint(provider, "authorization_endpoint")
+    state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64) if provider.get("pkce") else None  # 86 chars
+    params: dict[str, str] = {"response_type": "code", "client_id": provider.get("client_id") or ""}
+    params["redirect_uri"] = redirect_uri
+    scopes = provider.get("scope") or []
+    if scopes:
+        params["scope"] = " ".join(scopes)
+    params["state"] = state
+    if verifier:
+        params["code_challenge"] = create_s256_code_challenge(verifier)
+        params["code_challenge_method"] = "S256"
+    params.update(provider.get("auth_params") or {})
+    params = pm.hook.authorization_params(provider=provider, params=dict(params)) or params
+    return AuthorizationRequest(
+        add_params_to_uri(url, list(params.items())), redirect_uri, state, verifier
+    )
+
+
+def standard_token(provider: Provider, data: Mapping[str, Any], previous: Token | None) -> Token:
+    """Parse an RFC 6749 §5.1 token response (or raise ProviderError for §5.2 errors)."""
+    if "error" in data:
+        error, desc = str(data.get("error")), data.get("error_description")
+        text = f"{error}: {desc}" if desc else error
+        raise ProviderError(
+            f"{provider.name} refused the token request: {text}",
+            error=error,
+            description=str(desc) if desc else None,
+        )
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise ProviderError(f"{provider.name}: the token response has no access_token")
+    now = time.time()
+
+    def number(key: str) -> float | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ProviderError(f"{provider.name}: the token response's {key} is not a number")
+        try:
+            return float(value)
+        except ValueError:
+            raise ProviderError(
+                f"{provider.name}: the token response's {key} is not a number"
+            ) from None
+
+    expires_in, expires_at = number("expires_in"), number("expires_at")
+    refresh_in = number("refresh_expires_in") or number("refresh_token_expires_in")
+    refresh = data.get("refresh_token")
+    if refresh is not None and not isinstance(refresh, str):
+        raise ProviderError(f"{provider.name}: the token response's refresh_token is not a string")
+    token_type = data.get("token_type") or "Bearer"
+    if not isinstance(token_type, str):
+        raise ProviderError(f"{provider.name}: the token response's token_type is not a string")
+    scope = data.get("scope")
+    if scope is not None and not isinstance(scope, str | list):
+        raise ProviderError(f"{provider.name}: the token response's scope is not a string")
+    if scope is None:
+        scopes = previous.scopes if previous else list(provider.get("scope") or [])
+    else:
+        scopes = scope.split() if isinstance(scope, str) else [str(s) for s in scope]
+    token = Token(
+        access,
+        provider=provider.name,
+        token_type=token_type,
+        refresh_token=refresh or (previous.refresh_token if previous else None),  # RFC 6749 §6
+        expires_at=now + expires_in if expires_in is not None else expires_at,
+        refresh_expires_at=now + refresh_in
+        if refresh_in is not None
+        else (previous.refresh_expires_at if previous and not refresh else None),
+        scopes=scopes,
+        raw=dict(data),
+    )
+    if isinstance(data.get("id_token"), str):
+        token.extra["id_token_claims"] = id_token_claims(provider, data["id_token"])
+    return token
+
+
+def id_token_claims(provider: Provider, id_token: str) -> dict[str, Any]:
+    """Return an ID token's claims after checking iss and aud.
+
+    The token came straight from the token endpoint over TLS (or loopback), so OpenID Connect
+    Core §3.1.3.7 lets TLS stand in for the signature check.
+    """
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        raise ProviderError(f"{provider.name}: the id_token is not a JWT") from None
+    if not isinstance(claims, dict):
+        raise ProviderError(f"{provider.name}: the id_token is not a JWT")
+    issuer = provider.get("issuer")
+    if issuer and claims.get("iss") != issuer:
+        raise ProviderError(
+            f"{provider.name}: the id_token was issued by {claims.get('iss')!r}, not {issuer!r}"
+        )
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if provider.get("client_id") not in auds:
+        raise ProviderError(f"{provider.name}: the id_token is not meant for this client")
+    return claims
+
+
+def send(provider: Provider, request: TokenRequest, previous: Token | None) -> Token:
+    """Send a token request through authlib and parse the answer through the plugin hooks."""
+    import requests
+    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.oauth2.client import DEFAULT_HEADERS
+
+    timeout = float(provider.get("http_timeout", 30.0))
+    what = f"{provider.name}'s token endpoint ({safe_url(request.url)})"
+    parsed: list[Token] = []
+
+    def on_response(resp: requests.Response) -> requests.Response:
+        data = read_json(resp, what)
+        token = pm.hook.parse_token_response(provider=provider, response=data, previous=previous)
+        parsed.append(token or standard_token(provider, data, previous))
+        # authlib only needs a well-formed body now; the parsed token is what we keep.
+        resp._content = json.dumps({"access_token": "-", "token_type": "Bearer"}).encode()
+        return resp
+
+    session = OAuth2Session(
+        provider.get("client_id"),
+        provider.client_secret,
+        token_endpoint_auth_method=request.auth,
+        default_timeout=timeout,
+    )
+    session.register_compliance_hook("access_token_response", on_response)
+    log.debug("%s %s (grant_type=%s)", request.method, safe_url(request.url), request.grant_type)
+    try:
+        session.fetch_token(
+            request.url,
+            method=request.method,
+            grant_type=request.grant_type,
+            headers={**DEFAULT_HEADERS, **request.headers},
+            stream=True,
+            **request.params,
+        )
+    except requests.RequestException as exc:
+        raise _request_error(exc, request.url, timeout) from None
+    finally:
+        session.close()
+    token = parsed[0]
+    token.provider = provider.name
+    if previous is not None:
+        token.account_id = token.account_id or previous.account_id
+        token.account_label = token.account_label or previous.account_label
+        token.extra = {**previous.extra, **token.extra}
+    return token
+
+
+def exchange_code(
+    provider: Provider,
+    code: str,
+    verifier: str | None,
+    redirect_uri: str,
+    callback: Mapping[str, str],
+) -> Token:
+    """Exchange an authorization code for a token (never retried: codes are single use)."""
+    params = {"code": code, "redirect_uri": redirect_uri, **(provider.get("token_params") or {})}
+    if verifier:
+        params["code_verifier"] = verifier
+    standard = TokenRequest(
+        endpoint(provider, "token_endpoint"),
+        "authorization_code",
+        params,
+        auth=provider.auth_method,
+    )
+    request = pm.hook.token_request(provider=provider, request=standard, callback=callback)
+    return send(provider, request or standard, previous=None)
+
+
+def refresh(provider: Provider, token: Token) -> Token:
+    """Use the refresh token; the result keeps the account and any extras of `token`."""
+    url = provider.get("refresh_endpoint") or endpoint(provider, "token_endpoint")
+    params = {"refresh_token": token.refresh_token or "", **(provider.get("token_params") or {})}
+    standard = TokenRequest(url, "refresh_token", params, auth=provider.auth_method)
+    request = pm.hook.refresh_request(provider=provider, request=standard)
+    return send(provider, request or standard, previous=token)
+
+
+def name_account(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account:
+    """Return who the token belongs to: plugin hook, else id_token claims, else userinfo."""
+    account = pm.hook.account_for(provider=provider, token=token, callback=callback)
+    if account is not None:
+        return account  # type: ignore[no-any-return]
+    claims = token.extra.get("id_token_claims")
+    if not claims and provider.get("userinfo_endpoint"):
+        try:
+            claims = http_get_json(
+                provider,
+                provider.get("userinfo_endpoint"),
+                "userinfo",
+                headers={"Authorization": f"Bearer {token.access_token}"},
+            )
+        except ProviderError as exc:
+            log.warning("could not name the account from userinfo: %s", exc)
+            claims = None
+    if isinstance(claims, dict) and claims.get("sub"):
+        label = claims.get("email") or claims.get("preferred_username") or claims.get("name")
+        return Account(str(claims["sub"]), str(label) if label else None)
+    return Account("default")

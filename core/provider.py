@@ -1,0 +1,145 @@
+"""What a provider is: a plugin's ProviderType (settings it accepts) and a configured Provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+SettingKind = Literal["str", "url", "bool", "int", "float", "scope", "map", "list"]
+
+# Signature of a custom client authentication: authlib calls it as fn(client, method, uri,
+# headers, body) and it returns (uri, headers, body).
+ClientAuth = Callable[[Any, str, str, dict[str, str], str], tuple[str, dict[str, str], str]]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key a provider accepts in providers.yaml."""
+
+    kind: SettingKind = "str"
+    default: Any = None
+    help: str = ""
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+
+
+# Settings every provider accepts; a plugin adds its own and may change these defaults.
+BASE_SETTINGS: dict[str, Setting] = {
+    "client_id": Setting(help="client identifier registered with the provider"),
+    "client_secret": Setting(secret=True, help="client secret; absent for a public client"),
+    "issuer": Setting("url", help="issuer URL for RFC 8414 / OpenID discovery"),
+    "authorization_endpoint": Setting("url", help="authorization endpoint URL"),
+    "token_endpoint": Setting("url", help="token endpoint URL"),
+    "refresh_endpoint": Setting("url", help="refresh endpoint URL (default: token_endpoint)"),
+    "userinfo_endpoint": Setting("url", help="userinfo endpoint, used to name the account"),
+    "scope": Setting("scope", default=[], help="scopes to request (string or list)"),
+    "auth_params": Setting("map", default={}, help="extra authorization URL parameters"),
+    "token_params": Setting("map", default={}, help="extra token request parameters"),
+    "token_endpoint_auth_method": Setting(
+        choices=("client_secret_basic", "client_secret_post", "none"),
+        help="client authentication at the token endpoint (default: basic with a secret, "
+        "else none)",
+    ),
+    "pkce": Setting("bool", default=True, help="send a PKCE S256 challenge"),
+    "redirect_uri": Setting(
+        "url",
+        default="http://127.0.0.1:0/callback",
+        help="redirect URI registered with the provider",
+    ),
+    "supports_iss": Setting("bool", help="require RFC 9207 iss in the redirect"),
+    "denied_errors": Setting(
+        "list", default=["access_denied"], help="callback errors meaning 'denied'"
+    ),
+    "success_html": Setting(help="HTML page shown after success ({provider}, {account})"),
+    "failure_html": Setting(help="HTML page shown after failure ({provider}, {error})"),
+    "timeout": Setting("float", default=300.0, help="seconds to wait for the redirect"),
+    "refresh_leeway": Setting("float", default=60.0, help="refresh this many seconds early"),
+    "http_timeout": Setting("float", default=30.0, help="seconds per request to the provider"),
+}
+
+
+@dataclass(frozen=True)
+class ProviderType:
+    """A kind of provider a plugin registers; its name is what `plugin:` selects."""
+
+    name: str
+    description: str = ""
+    settings: Mapping[str, Setting] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Checks settings after defaults are applied; returns a problem ("key: message") or None.
+    validate: Callable[[Mapping[str, Any]], str | None] | None = None
+
+    def all_settings(self) -> dict[str, Setting]:
+        """Return every setting this type accepts, with its defaults applied."""
+        merged = {**BASE_SETTINGS, **self.settings}
+        for key, value in self.defaults.items():
+            merged[key] = Setting(
+                merged[key].kind, value, merged[key].help, merged[key].secret, merged[key].choices
+            )
+        return merged
+
+
+class Provider:
+    """A configured provider: its name, its type and its resolved settings."""
+
+    def __init__(
+        self, name: str, ptype: ProviderType, settings: Mapping[str, Any], source: str = ""
+    ) -> None:
+        self.name = name
+        self.type = ptype
+        self.settings = dict(settings)
+        self.source = source
+        # Filled by discovery (RFC 8414 / OpenID) when `issuer` is set.
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def plugin(self) -> str:
+        """Return the name of the provider type (the `plugin:` value)."""
+        return self.type.name
+
+    def __repr__(self) -> str:
+        # Settings stay out: they hold the client secret.
+        return f"Provider(name={self.name!r}, plugin={self.plugin!r})"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return a setting, falling back to discovered metadata, then `default`."""
+        value = self.settings.get(key)
+        if value is None:
+            value = self.metadata.get(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    @property
+    def client_secret(self) -> str | None:
+        """Return the client secret, if any."""
+        return self.settings.get("client_secret") or None
+
+    @property
+    def auth_method(self) -> str:
+        """Return the client authentication method for the token endpoint."""
+        configured = self.settings.get("token_endpoint_auth_method")
+        if configured:
+            return str(configured)
+        return "client_secret_basic" if self.client_secret else "none"
+
+
+@dataclass
+class TokenRequest:
+    """A request to the token endpoint; plugins may change any part of it."""
+
+    url: str
+    grant_type: str
+    params: dict[str, str] = field(default_factory=dict, repr=False)  # holds codes and tokens
+    method: str = "POST"
+    auth: str | ClientAuth = "client_secret_basic"
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class Account(NamedTuple):
+    """Who a token belongs to: a stable id and a label for people."""
+
+    id: str
+    label: str | None = None

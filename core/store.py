@@ -1,0 +1,186 @@
+"""Token files: one per provider and account, 0600 in 0700 directories, replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from . import paths
+from .errors import LoopauthError, NoTokenError, UsageError
+from .token import Token
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # kept off the cached-token path, which only reads
+    from filelock import BaseFileLock
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class StoreError(LoopauthError):
+    """A token file could not be read or written."""
+
+    exit_code = 6
+
+
+def _file_stem(account_id: str) -> str:
+    import hashlib
+
+    # Readable prefix for people, hash so case-insensitive file systems and odd ids stay distinct.
+    slug = _UNSAFE.sub("_", account_id).strip("._")[:40] or "account"
+    return f"{slug}-{hashlib.sha256(account_id.encode()).hexdigest()[:10]}"
+
+
+def _private_dir(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.name == "posix":  # on Windows the per-user profile's ACL already keeps others out
+        os.chmod(path, 0o700)
+
+
+class TokenStore:
+    """Stored tokens under `<home>/tokens/<provider>/`."""
+
+    def __init__(self, home: str | None = None) -> None:
+        self.root = os.path.join(home or paths.home(), "tokens")
+        self._locks: dict[str, BaseFileLock] = {}
+
+    def __repr__(self) -> str:
+        return f"TokenStore({self.root!r})"
+
+    def provider_dir(self, provider: str) -> str:
+        """Return the directory holding a provider's tokens."""
+        return os.path.join(self.root, provider)
+
+    def path_for(self, provider: str, account_id: str) -> str:
+        """Return the token file of one account."""
+        return os.path.join(self.provider_dir(provider), _file_stem(account_id) + ".json")
+
+    def read(self, path: str) -> Token:
+        """Read one token file; a damaged file is an error that names it."""
+        try:
+            with open(path, "rb") as f:
+                return Token.from_dict(json.loads(f.read()))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"token file {path} is damaged or unreadable ({type(exc).__name__}); "
+                "log in again to replace it"
+            ) from None
+
+    def list(self, provider: str | None = None) -> list[Token]:
+        """Return the stored tokens of one provider (or of all), skipping none silently."""
+        if provider is None:
+            try:
+                names = sorted(os.listdir(self.root))
+            except FileNotFoundError:
+                return []
+            return [t for name in names for t in self.list(name)]
+        folder = self.provider_dir(provider)
+        try:
+            files = sorted(f for f in os.listdir(folder) if f.endswith(".json") and f[0] != ".")
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        tokens = []
+        for name in files:
+            try:
+                tokens.append(self.read(os.path.join(folder, name)))
+            except FileNotFoundError:  # logged out by another process meanwhile
+                continue
+        return tokens
+
+    def find(self, provider: str, account: str | None = None) -> Token:
+        """Return the token of `account` (id or label), or the only one stored."""
+        tokens = self.list(provider)
+        if account is not None:
+            matches = [t for t in tokens if t.account_id == account] or [
+                t for t in tokens if (t.account_label or "").casefold() == account.casefold()
+            ]
+            if not matches:
+                raise NoTokenError(
+                    f"no stored token for account {account!r} of {provider}; "
+                    f"run: loopauth login {provider} --account {account}"
+                )
+            if len(matches) > 1:
+                raise UsageError(
+                    f"several accounts of {provider} are labelled {account!r}; "
+                    "use the account id instead"
+                )
+            return matches[0]
+        if not tokens:
+            raise NoTokenError(f"no stored token for {provider}; run: loopauth login {provider}")
+        if len(tokens) > 1:
+            names = ", ".join(t.account_label or t.account for t in tokens)
+            raise UsageError(
+                f"{provider} has several accounts ({names}); choose one with --account"
+            )
+        return tokens[0]
+
+    def lock(self, provider: str, account_id: str) -> BaseFileLock:
+        """Return the cross-process lock guarding one account's token (re-entrant in-process)."""
+        from filelock import FileLock
+
+        path = self.path_for(provider, account_id)[: -len(".json")] + ".lock"
+        if path not in self._locks:
+            _private_dir(self.root)
+            _private_dir(os.path.dirname(path))
+            self._locks[path] = FileLock(path, timeout=120)
+        return self._locks[path]
+
+    def save(self, token: Token) -> str:
+        """Write a token atomically (temp file + os.replace) and return its path."""
+        import tempfile
+
+        if not token.provider:
+            raise ValueError("a token needs its provider before it is stored")
+        path = self.path_for(token.provider, token.account)
+        folder = os.path.dirname(path)
+        data = json.dumps(token.to_dict(), indent=2, sort_keys=True).encode()
+        with self.lock(token.provider, token.account):
+            stem = os.path.basename(path)
+            self._sweep(folder, stem)
+            fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)  # 0600
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            _fsync_dir(folder)
+        return path
+
+    def delete(self, token: Token) -> bool:
+        """Remove a stored token; return False when it was not there."""
+        path = self.path_for(token.provider, token.account)
+        with self.lock(token.provider, token.account):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+        return True
+
+    @staticmethod
+    def _sweep(folder: str, stem: str) -> None:
+        # Temp files of a killed writer: safe to delete because we hold this account's lock.
+        for name in os.listdir(folder):
+            if name.startswith(f".{stem}.") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
+
+
+def _fsync_dir(folder: str) -> None:
+    if os.name != "posix":  # directories can't be opened for fsync on Windows
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,143 @@
+"""The token model shared by every provider (kept free of heavy imports: it is on the fast path)."""
+
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds on the cached-token path
+    from typing import Any
+
+FORMAT_VERSION = 1
+
+
+class Token:
+    """An access token with its refresh token, expiry, scopes, account and the raw response."""
+
+    __slots__ = (
+        "access_token",
+        "account_id",
+        "account_label",
+        "expires_at",
+        "extra",
+        "obtained_at",
+        "provider",
+        "raw",
+        "refresh_expires_at",
+        "refresh_token",
+        "scopes",
+        "token_type",
+    )
+
+    def __init__(
+        self,
+        access_token: str,
+        *,
+        provider: str = "",
+        token_type: str = "Bearer",
+        refresh_token: str | None = None,
+        expires_at: float | None = None,
+        refresh_expires_at: float | None = None,
+        scopes: list[str] | None = None,
+        account_id: str | None = None,
+        account_label: str | None = None,
+        raw: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        obtained_at: float | None = None,
+    ) -> None:
+        self.access_token = access_token
+        self.provider = provider
+        self.token_type = token_type
+        self.refresh_token = refresh_token
+        self.expires_at = expires_at
+        self.refresh_expires_at = refresh_expires_at
+        self.scopes = list(scopes or [])
+        self.account_id = account_id
+        self.account_label = account_label
+        self.raw = dict(raw or {})
+        self.extra = dict(extra or {})
+        self.obtained_at = time.time() if obtained_at is None else obtained_at
+
+    def __repr__(self) -> str:
+        # Never the token values: reprs end up in logs and tracebacks.
+        return (
+            f"Token(provider={self.provider!r}, account_id={self.account_id!r}, "
+            f"expires_at={self.expires_at!r}, scopes={self.scopes!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Token):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def account(self) -> str:
+        """Return the account id, or "default" when the provider names none."""
+        return self.account_id or "default"
+
+    def expires_in(self, now: float | None = None) -> float | None:
+        """Return seconds until the access token expires, or None when unknown."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at - (time.time() if now is None else now)
+
+    def is_fresh(self, leeway: float = 60.0, now: float | None = None) -> bool:
+        """Return True when the access token is usable for at least `leeway` more seconds."""
+        left = self.expires_in(now)
+        return left is None or left > leeway
+
+    def can_refresh(self, now: float | None = None) -> bool:
+        """Return True when a refresh token is stored and not known to be expired."""
+        if not self.refresh_token:
+            return False
+        if self.refresh_expires_at is None:
+            return True
+        return self.refresh_expires_at > (time.time() if now is None else now)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Return the non-secret fields (for `status`)."""
+        return {
+            "provider": self.provider,
+            "account_id": self.account_id,
+            "account_label": self.account_label,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at,
+            "refresh_expires_at": self.refresh_expires_at,
+            "has_refresh_token": bool(self.refresh_token),
+            "scopes": self.scopes,
+            "obtained_at": self.obtained_at,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stored form."""
+        data = {"version": FORMAT_VERSION, **self.public_dict()}
+        del data["has_refresh_token"]
+        data.update(
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
+            extra=self.extra,
+            raw=self.raw,
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Token:
+        """Build a token from its stored form; raise ValueError when it is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+            raise ValueError("not a loopauth token file")
+        return cls(
+            data["access_token"],
+            provider=str(data.get("provider") or ""),
+            token_type=str(data.get("token_type") or "Bearer"),
+            refresh_token=data.get("refresh_token"),
+            expires_at=data.get("expires_at"),
+            refresh_expires_at=data.get("refresh_expires_at"),
+            scopes=list(data.get("scopes") or []),
+            account_id=data.get("account_id"),
+            account_label=data.get("account_label"),
+            raw=data.get("raw") or {},
+            extra=data.get("extra") or {},
+            obtained_at=data.get("obtained_at"),
+        )

@@ -1,0 +1,52 @@
+"""The generic `oauth2` plugin: any RFC 6749 / OpenID provider from providers.yaml alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import loopauth
+from loopauth.provider import ProviderType
+
+RESERVED_AUTH_PARAMS = ("state", "code_challenge", "code_challenge_method", "redirect_uri")
+
+
+def _validate(settings: Mapping[str, Any]) -> str | None:
+    if not settings.get("client_id"):
+        return "client_id: is required"
+    if not settings.get("issuer"):
+        for key in ("authorization_endpoint", "token_endpoint"):
+            if not settings.get(key):
+                return f"{key}: is required unless `issuer` is set (for discovery)"
+    for key in RESERVED_AUTH_PARAMS:
+        if key in (settings.get("auth_params") or {}):
+            return f"auth_params: must not set {key!r}; loopauth sets it itself"
+    if settings.get("token_endpoint_auth_method", "none") not in (
+        "none",
+        None,
+    ) and not settings.get("client_secret"):
+        return "client_secret: is required by token_endpoint_auth_method " + str(
+            settings.get("token_endpoint_auth_method")
+        )
+    return None
+
+
+OAUTH2 = ProviderType(
+    name="oauth2",
+    description="any standards-based OAuth2 / OpenID Connect provider",
+    validate=_validate,
+)
+
+
+@loopauth.hookimpl
+def register_provider_types(register: Callable[[ProviderType], None]) -> None:
+    """Register the generic provider type."""
+    register(OAUTH2)
+
+
+@loopauth.hookimpl
+def register_emulators(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register the standard OAuth2 / OpenID emulator."""
+    from loopauth.emulator import OAuthEmulator
+
+    register("oauth2", OAuthEmulator)
