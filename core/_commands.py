@@ -334,11 +334,14 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Show stored accounts, expiry and scopes."""
+    """Show stored accounts, expiry and scopes; a broken provider is reported and exits 2."""
     config = _config(args)
     names = [config.select(args.provider).name] if args.provider else config.names()
     store = _store()
     tokens: list[Token] = [t for name in names for t in store.list(name)]
+    broken = {name: config.errors[name] for name in names if name in config.errors}
+    for error in broken.values():
+        print(f"loopauth: {error}", file=sys.stderr)
     if args.json:
         out = []
         for t in tokens:
@@ -346,25 +349,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             row["expired"] = not t.is_fresh(0)
             out.append(row)
         print(json.dumps(out, indent=2))
-        return 0
+        return 2 if broken else 0
     for name in names:
         mine = [t for t in tokens if t.provider == name]
-        if not mine:
+        if not mine and name not in broken:
             print(f"{name}: not logged in (run: loopauth login {name})")
         for t in mine:
             label = f"{t.account_label} ({t.account})" if t.account_label else t.account
             print(f"{name}: {label}")
             print(f"  access token expires {_when(t.expires_at)}")
             refresh = "none"
-            if t.refresh_token:
-                refresh = (
-                    "yes"
-                    if t.refresh_expires_at is None
-                    else f"expires {_when(t.refresh_expires_at)}"
-                )
+            if t.refresh_token and t.refresh_expires_at is None:
+                refresh = "yes"
+            elif t.refresh_token:
+                refresh = f"expires {_when(t.refresh_expires_at)}"
             print(f"  refresh token: {refresh}")
             print(f"  scopes: {' '.join(t.scopes) or '(none)'}")
-    return 0
+    return 2 if broken else 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:

@@ -326,27 +326,30 @@ def parse(text: str, path: str = "providers.yaml") -> Config:
     types = provider_types()
     loader = yaml.SafeLoader(text)
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            raise ConfigError(
-                f"invalid YAML: {exc.problem or exc.context}",
-                file=path,
-                line=mark.line + 1 if mark else None,
-            ) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML ({exc.__class__.__name__})", file=path) from None
-        doc = _Doc(path, loader)
-        config = Config(path=path, plugins=types)
-        if root is None:
-            raise ConfigError("is empty; it needs a `providers:` mapping", file=path)
-        try:
-            top = doc.mapping(root, "")
-        except RecursionError:
-            raise ConfigError("is nested too deeply", file=path) from None
+        return _parse(loader, path, types)
+    except RecursionError:
+        raise ConfigError("is nested too deeply", file=path) from None
     finally:
         loader.dispose()
+
+
+def _parse(loader: yaml.SafeLoader, path: str, types: Mapping[str, ProviderType]) -> Config:
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(
+            f"invalid YAML: {exc.problem or exc.context}",
+            file=path,
+            line=mark.line + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML ({exc.__class__.__name__})", file=path) from None
+    doc = _Doc(path, loader)
+    config = Config(path=path, plugins=types)
+    if root is None:
+        raise ConfigError("is empty; it needs a `providers:` mapping", file=path)
+    top = doc.mapping(root, "")
     for key, (knode, _) in top.items():
         if key not in TOP_KEYS:
             raise doc.error(

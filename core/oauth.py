@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import check_url
+from .config import check_url, is_loopback_host
 from .errors import ProviderError
 from .plugin_manager import pm
 from .provider import Account, Provider, TokenRequest
@@ -92,10 +92,17 @@ def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dic
 
     timeout = float(provider.get("http_timeout", 30.0))
     try:
-        with requests.get(url, timeout=timeout, stream=True, **kwargs) as resp:
-            return read_json(resp, what)
+        with requests.Session() as session:
+            session.trust_env = _trust_env(url)
+            with session.get(url, timeout=timeout, stream=True, **kwargs) as resp:
+                return read_json(resp, what)
     except requests.RequestException as exc:
         raise _request_error(exc, url, timeout) from None
+
+
+def _trust_env(url: str) -> bool:
+    # An HTTP(S)_PROXY from the environment must not capture traffic to a local emulator.
+    return not is_loopback_host(urlsplit(url).hostname)
 
 
 def _well_known_urls(issuer: str) -> list[str]:
@@ -302,6 +309,7 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
         token_endpoint_auth_method=request.auth,
         default_timeout=timeout,
     )
+    session.trust_env = _trust_env(request.url)
     session.register_compliance_hook("access_token_response", on_response)
     log.debug("%s %s (grant_type=%s)", request.method, safe_url(request.url), request.grant_type)
     try:

@@ -1,0 +1,71 @@
+"""`loopauth token` with a cached token loads none of YAML, pluggy, authlib or requests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import cli, login
+
+HEAVY = (
+    "yaml",
+    "pluggy",
+    "authlib",
+    "requests",
+    "urllib3",
+    "filelock",
+    "argparse",
+    "dataclasses",
+    "typing",
+    "loopauth.config",
+    "loopauth.plugin_manager",
+)
+
+
+def imported_modules(*args: str) -> tuple[int, str, set[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "loopauth", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=os.environ.copy(),
+    )
+    modules = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return proc.returncode, proc.stdout, modules
+
+
+def test_cached_token_loads_no_heavy_module(config: Path) -> None:
+    assert login("--config", str(config), "login").returncode == 0
+    expected = cli("--config", str(config), "token").stdout  # also rebuilds the cache
+    code, out, modules = imported_modules("--config", str(config), "token")
+    assert code == 0 and out == expected
+    assert "loopauth.fastpath" in modules
+    assert not {m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY}, modules
+
+
+def test_cache_is_rebuilt_when_providers_yaml_changes(config: Path, tmp_path: Path) -> None:
+    assert login("--config", str(config), "login").returncode == 0
+    assert cli("--config", str(config), "token").returncode == 0
+    text = config.read_text()
+    config.write_text(text.replace("  emu:", "  renamed:"))
+    os.utime(config, ns=(time.time_ns(), time.time_ns() + 5_000_000))
+    out = cli("--config", str(config), "token", "emu")
+    assert out.returncode == 2 and "no provider named 'emu'" in out.stderr
+    code, _, modules = imported_modules("--config", str(config), "token", "emu")
+    assert code == 2 and "yaml" in modules  # the stale cache was not trusted
+
+
+def test_cache_follows_environment_used_by_default(tmp_path: Path, config: Path) -> None:
+    text = config.read_text().replace("providers:", "default: ${WHICH:-emu}\nproviders:")
+    config.write_text(text)
+    assert login("--config", str(config), "login").returncode == 0
+    assert cli("--config", str(config), "token").returncode == 0
+    out = cli("--config", str(config), "token", env={"WHICH": "other"})
+    assert out.returncode == 2 and "names no configured provider" in out.stderr
