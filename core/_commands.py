@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -141,6 +144,14 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("\nloopauth: cancelled", file=sys.stderr)
         return FlowCancelled.exit_code
+    except Exception as exc:  # a bug: say where, but not the message, which may hold a secret
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+        print(
+            f"loopauth: internal error {type(exc).__name__} at {where}; please report it",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _sigterm_as_interrupt() -> None:
@@ -170,7 +181,10 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return "unknown"
     left = ts - time.time()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    try:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    except (OverflowError, ValueError, OSError):
+        return f"at {ts!r} (not a representable time)"
     if left <= 0:
         return f"{stamp} (expired)"
     if left < 120:
@@ -188,16 +202,20 @@ def _write_output(target: str, data: dict[str, Any]) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    if os.path.isdir(target):
+        raise UsageError(f"--output {target} is a directory; name a file")
     folder = os.path.dirname(os.path.abspath(target))
+    tmp = f"{target}.{os.getpid()}.tmp"
     try:
         os.makedirs(folder, exist_ok=True)
-        tmp = f"{target}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds tokens
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, target)
     except OSError as exc:
-        raise LoopauthError(f"cannot write {target}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UsageError(f"cannot write --output {target}: {exc.strerror or exc}") from None
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
@@ -259,8 +277,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     from .flow import Flow
 
     provider = _config(args).select(args.provider)
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError("--timeout must be a positive, finite number of seconds")
     flow = Flow(provider, account=args.account)
     url = flow.start()
     opened = False if args.no_browser else flow.launch_browser()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,14 @@ MAX_NODES = 20_000
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ENV_RE = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 TOP_KEYS = ("default", "providers")
+WINDOWS_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(10)),
+    *(f"lpt{i}" for i in range(10)),
+}
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0"}
 
@@ -178,12 +187,8 @@ def convert(kind: str, value: Any, setting: Setting, *, redirect: bool = False) 
             raise ValueError("must be a string")
         value = str(value)
         if setting.choices and value not in setting.choices:
-            raise ValueError(
-                f"must be one of: {', '.join(setting.choices)}"
-                + _did_you_mean(value, setting.choices)
-                if not setting.secret
-                else ""
-            )
+            hint = _did_you_mean(value, setting.choices)
+            raise ValueError(f"must be one of: {', '.join(setting.choices)}{hint}")
         if kind == "url":
             problem = check_url(value, redirect=redirect)
             if problem:
@@ -202,8 +207,8 @@ def convert(kind: str, value: Any, setting: Setting, *, redirect: bool = False) 
             number = float(value) if kind == "float" else int(value)
         except (TypeError, ValueError):
             raise ValueError("must be a number") from None
-        if number < 0 or number != number or number in (float("inf"),):
-            raise ValueError("must be a finite number >= 0")
+        if not math.isfinite(number) or number < 0 or (setting.positive and number <= 0):
+            raise ValueError("must be a finite number " + ("> 0" if setting.positive else ">= 0"))
         return number
     if kind in ("scope", "list"):
         if isinstance(value, str):
@@ -235,6 +240,8 @@ def build_provider(
     prefix = f"providers.{name}"
     if not NAME_RE.match(name):
         raise doc.error(node, prefix, "provider names use letters, digits, '.', '_' and '-' only")
+    if name.split(".")[0].lower() in WINDOWS_RESERVED:  # the name becomes a directory
+        raise doc.error(node, prefix, f"{name!r} is a reserved file name on Windows; pick another")
     plugin_node, plugin = raw.get("plugin", (node, "oauth2"))
     if not isinstance(plugin, str) or plugin not in types:
         hint = _did_you_mean(str(plugin), list(types))
@@ -279,6 +286,8 @@ def build_provider(
                 if isinstance(default, list)
                 else (dict(default) if isinstance(default, dict) else default)
             )
+    if ptype.derive is not None:
+        ptype.derive(settings)
     if ptype.validate is not None:
         problem = ptype.validate(settings)
         if problem:
@@ -365,6 +374,15 @@ def _parse(loader: yaml.SafeLoader, path: str, types: Mapping[str, ProviderType]
     providers = doc.mapping(pnode, "providers") if top["providers"][1] is not None else {}
     if not providers:
         raise doc.error(pnode, "providers", "no providers are configured")
+    folded: dict[str, str] = {}
+    for name, (knode, _) in providers.items():
+        if name.casefold() in folded:  # names are directories: case-insensitive on Windows/macOS
+            raise doc.error(
+                knode,
+                f"providers.{name}",
+                f"differs from provider {folded[name.casefold()]!r} only in case",
+            )
+        folded[name.casefold()] = name
     for name, (knode, _) in providers.items():
         vnode = next(v for k, v in pnode.value if k.value == name)
         used: dict[str, str | None] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class LoopauthError(Exception):
-    """Base class for every error loopauth reports to a user."""
+    """Base class for every error loopauth reports (exit 1: a bug, or misuse of the API)."""
 
     exit_code = 1
 
@@ -58,6 +58,8 @@ class ProviderError(LoopauthError):
         self, message: str, *, error: str | None = None, description: str | None = None
     ) -> None:
         self.error, self.description = error, description
+        # The provider's JSON answer, when there was one (Chilkat's AccessTokenResponse on error).
+        self.response: dict[str, object] | None = None
         super().__init__(message)
 
 

@@ -127,6 +127,13 @@ def token_output(token: Token, as_json: bool) -> str:
 
 def try_token(argv: list[str]) -> int | None:
     """Print a cached, fresh token and return 0; return None to let the full CLI handle it."""
+    try:
+        return _try_token(argv)
+    except Exception:  # any doubt: the full CLI answers, and reports problems properly
+        return None
+
+
+def _try_token(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
         return None
@@ -148,10 +155,7 @@ def try_token(argv: list[str]) -> int | None:
         return None
     from .store import TokenStore
 
-    try:
-        token = TokenStore().find(provider, account)  # type: ignore[arg-type]
-    except Exception:  # any doubt: the full CLI reports it properly
-        return None
+    token = TokenStore().find(provider, account)  # type: ignore[arg-type]
     leeway = providers[provider].get("refresh_leeway", 60.0)
     if not token.is_fresh(float(leeway)):
         return None

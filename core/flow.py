@@ -67,13 +67,18 @@ class Flow:
 
     @property
     def token_response(self) -> dict[str, Any] | None:
-        """Return the provider's raw token response (Chilkat's AccessTokenResponse)."""
-        return self.token.raw if self.token else None
+        """Return the provider's raw token response, or its error answer (AccessTokenResponse)."""
+        if self.token is not None:
+            return self.token.raw
+        if isinstance(self.error, ProviderError) and self.error.response is not None:
+            return dict(self.error.response)
+        return None
 
     def start(self) -> str:
         """Bind the listener and return the authorization URL to open."""
         if self.state is not State.IDLE:
             raise LoopauthError(f"this flow was already started (state: {self.state.value})")
+        self.store.check_writable(self.provider.name)
         oauth.discover(self.provider)
         listener = Listener(
             self.provider.get("redirect_uri"), self._on_callback, after_reply=self._after_reply

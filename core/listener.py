@@ -24,10 +24,14 @@ MAX_CONNECTIONS = 32
 READ_TIMEOUT = 10.0
 
 
-class PortBusy(LoopauthError):
-    """The redirect URI's fixed port is taken."""
+class ListenError(LoopauthError):
+    """The redirect URI's host or port cannot be listened on."""
 
     exit_code = 2
+
+
+class PortBusy(ListenError):
+    """The redirect URI's fixed port is taken."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -191,9 +195,7 @@ class Listener:
             except _Retry:
                 self.close()
         else:
-            raise LoopauthError(
-                f"could not find a free port on both loopback stacks for {self.host}"
-            )
+            raise ListenError(f"could not find a free port on both loopback stacks for {self.host}")
         for server in self._servers:
             thread = threading.Thread(
                 target=server.serve_forever,
@@ -228,10 +230,10 @@ class Listener:
                         f"redirect_uri (and in the provider's registered redirect URL)"
                     ) from None
                 if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                    raise LoopauthError(
+                    raise ListenError(
                         f"cannot listen on {address}: no such loopback address on this machine"
                     ) from None
-                raise LoopauthError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
+                raise ListenError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
             self._servers.append(server)
             port = server.server_port
         self.port = port

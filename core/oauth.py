@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import check_url, is_loopback_host
-from .errors import ProviderError
+from .errors import LoopauthError, ProviderError
 from .plugin_manager import pm
 from .provider import Account, Provider, TokenRequest
 from .token import Token
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("loopauth.oauth")
 
 MAX_RESPONSE = 1 << 20
+MAX_TIME = 253402300799  # 9999-12-31: any later expiry is garbage
 
 
 def safe_url(url: str) -> str:
@@ -54,6 +56,8 @@ def _request_error(exc: Exception, url: str, timeout: float) -> ProviderError:
         )
     if isinstance(exc, requests.TooManyRedirects):
         return ProviderError(f"{safe_url(url)} redirected too many times")
+    if isinstance(exc, RecursionError):
+        return ProviderError(f"{safe_url(url)} answered with absurdly nested JSON")
     return ProviderError(f"request to {safe_url(url)} failed ({type(exc).__name__})")
 
 
@@ -72,7 +76,7 @@ def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
     status = resp.status_code
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         data = None
     if not isinstance(data, dict):
         ctype = resp.headers.get("content-type", "")
@@ -96,7 +100,9 @@ def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dic
             session.trust_env = _trust_env(url)
             with session.get(url, timeout=timeout, stream=True, **kwargs) as resp:
                 return read_json(resp, what)
-    except requests.RequestException as exc:
+    except LoopauthError:
+        raise
+    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
         raise _request_error(exc, url, timeout) from None
 
 
@@ -219,14 +225,16 @@ def standard_token(provider: Provider, data: Mapping[str, Any], previous: Token 
         value = data.get(key)
         if value is None:
             return None
+        problem = f"{provider.name}: the token response's {key} is not a sensible number"
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ProviderError(f"{provider.name}: the token response's {key} is not a number")
+            raise ProviderError(problem)
         try:
-            return float(value)
-        except ValueError:
-            raise ProviderError(
-                f"{provider.name}: the token response's {key} is not a number"
-            ) from None
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise ProviderError(problem) from None
+        if not math.isfinite(number) or not 0 <= number < MAX_TIME:
+            raise ProviderError(problem)
+        return number
 
     expires_in, expires_at = number("expires_in"), number("expires_at")
     refresh_in = number("refresh_expires_in") or number("refresh_token_expires_in")
@@ -287,7 +295,6 @@ def id_token_claims(provider: Provider, id_token: str) -> dict[str, Any]:
 
 def send(provider: Provider, request: TokenRequest, previous: Token | None) -> Token:
     """Send a token request through authlib and parse the answer through the plugin hooks."""
-    import requests
     from authlib.integrations.requests_client import OAuth2Session
     from authlib.oauth2.client import DEFAULT_HEADERS
 
@@ -297,8 +304,14 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
 
     def on_response(resp: requests.Response) -> requests.Response:
         data = read_json(resp, what)
-        token = pm.hook.parse_token_response(provider=provider, response=data, previous=previous)
-        parsed.append(token or standard_token(provider, data, previous))
+        try:
+            token = pm.hook.parse_token_response(
+                provider=provider, response=data, previous=previous
+            )
+            parsed.append(token or standard_token(provider, data, previous))
+        except ProviderError as exc:
+            exc.response = data
+            raise
         # authlib only needs a well-formed body now; the parsed token is what we keep.
         resp._content = json.dumps({"access_token": "-", "token_type": "Bearer"}).encode()
         return resp
@@ -321,7 +334,9 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
             stream=True,
             **request.params,
         )
-    except requests.RequestException as exc:
+    except LoopauthError:
+        raise
+    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
         raise _request_error(exc, request.url, timeout) from None
     finally:
         session.close()

@@ -38,8 +38,13 @@ class PluginInfo:
 pm = pluggy.PluginManager("loopauth")
 pm.add_hookspecs(hookspecs)
 if os.environ.get("LOOPAUTH_TRACE_HOOKS"):
-    pm.trace.root.setwriter(lambda message: log.debug("%s", message.rstrip()))
-    pm.enable_tracing()
+    # Names only: hook arguments carry codes and tokens, which must never reach a log.
+    pm.add_hookcall_monitoring(
+        lambda name, impls, kwargs: log.debug(
+            "hook %s -> %s", name, ", ".join(i.plugin_name for i in impls)
+        ),
+        lambda outcome, name, impls, kwargs: None,
+    )
 
 _loaded: list[PluginInfo] = []
 _failures: dict[str, str] = {}

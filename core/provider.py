@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -22,6 +23,7 @@ class Setting:
     help: str = ""
     secret: bool = False
     choices: tuple[str, ...] = ()
+    positive: bool = False  # numbers: must be > 0, not just >= 0
 
 
 # Settings every provider accepts; a plugin adds its own and may change these defaults.
@@ -53,9 +55,13 @@ BASE_SETTINGS: dict[str, Setting] = {
     ),
     "success_html": Setting(help="HTML page shown after success ({provider}, {account})"),
     "failure_html": Setting(help="HTML page shown after failure ({provider}, {error})"),
-    "timeout": Setting("float", default=300.0, help="seconds to wait for the redirect"),
+    "timeout": Setting(
+        "float", default=300.0, positive=True, help="seconds to wait for the redirect"
+    ),
     "refresh_leeway": Setting("float", default=60.0, help="refresh this many seconds early"),
-    "http_timeout": Setting("float", default=30.0, help="seconds per request to the provider"),
+    "http_timeout": Setting(
+        "float", default=30.0, positive=True, help="seconds per request to the provider"
+    ),
 }
 
 
@@ -67,6 +73,8 @@ class ProviderType:
     description: str = ""
     settings: Mapping[str, Setting] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Fills defaults that depend on other settings (e.g. a region's endpoint), in place.
+    derive: Callable[[dict[str, Any]], None] | None = None
     # Checks settings after defaults are applied; returns a problem ("key: message") or None.
     validate: Callable[[Mapping[str, Any]], str | None] | None = None
 
@@ -74,9 +82,7 @@ class ProviderType:
         """Return every setting this type accepts, with its defaults applied."""
         merged = {**BASE_SETTINGS, **self.settings}
         for key, value in self.defaults.items():
-            merged[key] = Setting(
-                merged[key].kind, value, merged[key].help, merged[key].secret, merged[key].choices
-            )
+            merged[key] = dataclasses.replace(merged[key], default=value)
         return merged
 
 

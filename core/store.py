@@ -18,9 +18,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class StoreError(LoopauthError):
-    """A token file could not be read or written."""
+    """A token file is damaged or unreadable (log in again to replace it)."""
 
     exit_code = 6
+
+
+class StoreWriteError(StoreError):
+    """Tokens cannot be written where LOOPAUTH_HOME points."""
+
+    exit_code = 2
 
 
 def _file_stem(account_id: str) -> str:
@@ -62,10 +68,14 @@ class TokenStore:
                 return Token.from_dict(json.loads(f.read()))
         except FileNotFoundError:
             raise
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
+            why = (
+                str(exc)
+                if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError)
+                else type(exc).__name__
+            )
             raise StoreError(
-                f"token file {path} is damaged or unreadable ({type(exc).__name__}); "
-                "log in again to replace it"
+                f"token file {path} is damaged or unreadable ({why}); log in again to replace it"
             ) from None
 
     def list(self, provider: str | None = None) -> list[Token]:
@@ -122,8 +132,7 @@ class TokenStore:
 
         path = self.path_for(provider, account_id)[: -len(".json")] + ".lock"
         if path not in self._locks:
-            _private_dir(self.root)
-            _private_dir(os.path.dirname(path))
+            self.check_writable(provider)
             self._locks[path] = FileLock(path, timeout=120)
         return self._locks[path]
 
@@ -136,24 +145,43 @@ class TokenStore:
         path = self.path_for(token.provider, token.account)
         folder = os.path.dirname(path)
         data = json.dumps(token.to_dict(), indent=2, sort_keys=True).encode()
-        with self.lock(token.provider, token.account):
-            stem = os.path.basename(path)
-            self._sweep(folder, stem)
-            fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)  # 0600
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
+        try:
+            with self.lock(token.provider, token.account):
+                stem = os.path.basename(path)
+                self._sweep(folder, stem)
+                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)  # 0600
                 try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            _fsync_dir(folder)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    _replace(tmp, path)
+                except BaseException:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+                    raise
+                _fsync_dir(folder)
+        except OSError as exc:
+            raise StoreWriteError(
+                f"cannot save the token to {path}: {exc.strerror or exc}; "
+                "the previous token file (if any) is unchanged"
+            ) from None
         return path
+
+    def check_writable(self, provider: str) -> None:
+        """Fail early (before a login spends its code) when tokens can't be stored."""
+        folder = self.provider_dir(provider)
+        try:
+            _private_dir(self.root)
+            _private_dir(folder)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(13, "permission denied")
+        except OSError as exc:
+            raise StoreWriteError(
+                f"cannot store tokens in {folder}: {exc.strerror or exc}; check LOOPAUTH_HOME"
+            ) from None
 
     def delete(self, token: Token) -> bool:
         """Remove a stored token; return False when it was not there."""
@@ -163,6 +191,8 @@ class TokenStore:
                 os.unlink(path)
             except FileNotFoundError:
                 return False
+            except OSError as exc:
+                raise StoreWriteError(f"cannot delete {path}: {exc.strerror or exc}") from None
         return True
 
     @staticmethod
@@ -174,6 +204,20 @@ class TokenStore:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
                     pass
+
+
+def _replace(tmp: str, path: str) -> None:
+    # On Windows a reader holding the file open makes os.replace fail for a moment: retry.
+    for attempt in range(20):
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 19:
+                raise
+            import time
+
+            time.sleep(0.05)
 
 
 def _fsync_dir(folder: str) -> None:

@@ -127,6 +127,26 @@ class Token:
         """Build a token from its stored form; raise ValueError when it is not one."""
         if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
             raise ValueError("not a loopauth token file")
+        # A hand-edited file must fail here, with its name, not deep inside a command.
+        for key in ("provider", "token_type", "refresh_token", "account_id", "account_label"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValueError(f"{key} is not a string")
+        for key in ("expires_at", "refresh_expires_at", "obtained_at"):
+            value = data.get(key)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not -1e12 < value < 1e12
+            ):  # also rejects NaN
+                raise ValueError(f"{key} is not a time")
+        scopes = data.get("scopes")
+        if scopes is not None and (
+            not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)
+        ):
+            raise ValueError("scopes is not a list of strings")
+        for key in ("raw", "extra"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ValueError(f"{key} is not an object")
         return cls(
             data["access_token"],
             provider=str(data.get("provider") or ""),

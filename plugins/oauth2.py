@@ -18,6 +18,8 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
         for key in ("authorization_endpoint", "token_endpoint"):
             if not settings.get(key):
                 return f"{key}: is required unless `issuer` is set (for discovery)"
+    if settings.get("supports_iss") and not settings.get("issuer"):
+        return "supports_iss: needs `issuer`, the value the redirect's iss is compared with"
     for key in RESERVED_AUTH_PARAMS:
         if key in (settings.get("auth_params") or {}):
             return f"auth_params: must not set {key!r}; loopauth sets it itself"

@@ -320,3 +320,68 @@ def test_interrupt_exits_4_and_closes_the_port(config: Path, sig: signal.Signals
     time.sleep(0.2)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_system_browser_is_launched_when_there_is_one(config: Path, tmp_path: Path) -> None:
+    # $BROWSER is how webbrowser finds "the system browser"; this one answers the consent page.
+    script = tmp_path / "fake_browser.py"
+    script.write_text("import sys\nfrom loopauth.emulator import browse\nbrowse(sys.argv[1])\n")
+    out = cli("--config", str(config), "login", env={"BROWSER": f"{sys.executable} {script} %s"})
+    assert out.returncode == 0, out.stderr
+    assert "Opened your browser to log in to emu" in out.stderr
+    assert "Logged in to emu as ada@example.test" in out.stderr
+
+
+def test_without_a_browser_the_url_is_printed(config: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "--config", str(config), "login"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("http"):
+            browse(line.strip())
+    assert proc.wait(30) == 0
+    assert "Open this URL in a browser to log in to emu:\n" in lines
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal")
+def test_terminal_shows_a_live_countdown(config: Path) -> None:
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loopauth",
+            "--config",
+            str(config),
+            "login",
+            "--no-browser",
+            "--timeout",
+            "3",
+        ],
+        stderr=child_fd,
+        stdout=subprocess.DEVNULL,
+    )
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data.decode(errors="replace"))
+    assert proc.wait(10) == 4
+    os.close(main_fd)
+    screen = "".join(chunks)
+    assert "0:03 left (Ctrl+C to cancel)" in screen and "0:01 left" in screen
+    assert "Waiting up to" not in screen  # the plain line is for non-terminals

@@ -230,3 +230,67 @@ def test_repo_example_is_valid() -> None:
     out = cli("--config", str(ROOT / "providers.yaml"), "providers")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "emulator (default): plugin oauth2" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "providers:\n  emu:\n    client_id: x\n    issuer: https://a.example\n    http_timeout: 0\n",
+            ":5: providers.emu.http_timeout: must be a finite number > 0",
+        ),
+        (
+            "providers:\n  emu:\n    client_id: x\n    issuer: https://a.example\n    timeout: .nan\n",
+            ":5: providers.emu.timeout: must be a finite number > 0",
+        ),
+        (
+            "providers:\n  emu:\n    client_id: x\n    authorization_endpoint: https://a.example/a\n"
+            "    token_endpoint: https://a.example/t\n    supports_iss: true\n",
+            "providers.emu.supports_iss: needs `issuer`",
+        ),
+        (
+            "providers:\n  con:\n    client_id: x\n    issuer: https://a.example\n",
+            ":2: providers.con: 'con' is a reserved file name on Windows",
+        ),
+    ],
+)
+def test_more_provider_errors(text: str, expected: str) -> None:
+    [error] = parse(text, "p.yaml").errors.values()
+    assert expected in str(error)
+
+
+def test_names_differing_only_in_case() -> None:
+    with pytest.raises(ConfigError, match="differs from provider 'emu' only in case"):
+        parse(GOOD + "  EMU:\n    client_id: x\n    issuer: https://b.example\n", "p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("    plugin: oauth3\n", "p.yaml:3: providers.emu.plugin: unknown plugin 'oauth3'"),
+        (
+            "    scopes: a\n",
+            "p.yaml:3: providers.emu.scopes: unknown setting for plugin oauth2 "
+            "(did you mean 'scope'?)",
+        ),
+        ("    pkce: sometimes\n", "p.yaml:3: providers.emu.pkce: must be true or false"),
+        (
+            "    token_endpoint: ftp://x/t\n",
+            "p.yaml:3: providers.emu.token_endpoint: 'ftp://x/t' "
+            "must be an http(s) URL with a host",
+        ),
+        (
+            "    token_endpoint: http://auth.example.com/t\n",
+            "p.yaml:3: providers.emu.token_endpoint: 'http://auth.example.com/t' must use https",
+        ),
+    ],
+)
+def test_each_error_kind_through_the_cli(tmp_path: Path, body: str, expected: str) -> None:
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "providers:\n  emu:\n" + body + "    client_id: x\n    issuer: https://a.example\n"
+    )
+    out = cli("--config", str(cfg), "token")
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"loopauth: {cfg.parent / expected}") or expected in out.stderr
+    assert "Traceback" not in out.stderr

@@ -57,8 +57,10 @@ def test_failed_write_keeps_the_previous_token(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError) as info:
         store.save(token("new"))
+    assert str(path) in str(info.value) and "No space left on device" in str(info.value)
+    assert "unchanged" in str(info.value)
     monkeypatch.undo()
     assert json.loads(path.read_text())["access_token"] == "old"
     assert sorted(p.name for p in path.parent.iterdir() if p.suffix != ".lock") == [path.name]
