@@ -88,10 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the provider's raw token response here (- = stdout)",
     )
 
+    output_help = "also write the provider's latest raw token response here (- = stdout)"
     p = command("token", "print a valid access token (refreshing it first when needed)", cmd_token)
     p.add_argument("--json", action="store_true", help="print a JSON object instead")
+    p.add_argument("--output", metavar="FILE", help=output_help)
 
-    command("refresh", "refresh the stored token now", cmd_refresh)
+    p = command("refresh", "refresh the stored token now", cmd_refresh)
+    p.add_argument("--output", metavar="FILE", help=output_help)
 
     p = command(
         "status",
@@ -114,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-token-lifetime", type=int, metavar="SECONDS")
     p.add_argument("--rotate-refresh-tokens", action="store_true")
     p.set_defaults(func=cmd_emulator)
+
+    from . import plugin_manager
+
+    for extra in plugin_manager.commands().values():
+        if extra.name in sub.choices:
+            log.warning("a plugin's command %r clashes with a built-in one; ignored", extra.name)
+            continue
+        p = command(extra.name, extra.help, extra.run)
+        if extra.configure is not None:
+            extra.configure(p)
     return parser
 
 
@@ -333,7 +346,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     provider = _config(args).select(args.provider)
     token = ensure_fresh(provider, args.account, _store())
-    print(token_output(token, args.json))
+    if args.output:
+        _write_output(args.output, token.raw)
+    if args.output != "-":
+        print(token_output(token, args.json))
     return 0
 
 
@@ -343,6 +359,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
     provider = _config(args).select(args.provider)
     token = ensure_fresh(provider, args.account, _store(), force=True)
+    if args.output:
+        _write_output(args.output, token.raw)
     print(
         f"Refreshed {provider.name} ({token.account_label or token.account}); access token "
         f"expires {_when(token.expires_at)}",

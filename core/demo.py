@@ -1,6 +1,8 @@
-"""`make demo`: a whole login against the built-in emulator, through the real CLI and listener.
+"""`make demo`: the Chilkat sample's whole job, offline, through the real CLI and listener.
 
-Opens the system browser when there is one; otherwise plays the user itself by submitting the
+Starts the TikTok Shop emulator, logs in with `loopauth login tiktok-shop --output
+qa_data/tokens/tiktok-shops.json`, prints that seed-shaped JSON, then the authorized shops.
+Opens the system browser when there is one; otherwise plays the seller by submitting the
 emulator's consent form, as a person would.
 """
 
@@ -8,37 +10,86 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 
-from .emulator import OAuthEmulator, browse
+from .emulator import browse
 
-PROVIDER = "emulator"
-OUTPUT = os.path.join("qa_data", "tokens", "emulator.json")
+PROVIDER = "tiktok-shop"
+OUTPUT = os.path.join("qa_data", "tokens", "tiktok-shops.json")
+HOME = os.path.abspath(".loopauth-demo")
+APP_KEY, APP_SECRET, SERVICE_ID = "demo-app-key", "demo-app-secret", "7301234567890123456"
+
+CONFIG = """\
+# Written by `make demo`: a tiktok-shop provider pointed at the local TikTok Shop emulator.
+default: tiktok-shop
+providers:
+  tiktok-shop:
+    plugin: tiktok_shop
+    client_id: ${{TIKTOK_APP_KEY}}
+    client_secret: ${{TIKTOK_APP_SECRET}}
+    service_id: ${{TIKTOK_SERVICE_ID}}
+    redirect_uri: http://localhost:{port}/
+    # The emulator stands in for services.tiktokshop.com, auth.tiktok-shops.com and the Shop API.
+    authorization_endpoint: {url}/open/authorize
+    token_endpoint: {url}/api/v2/token/get
+    refresh_endpoint: {url}/api/v2/token/refresh
+    api_base_url: {url}
+"""
 
 
 def _has_browser() -> bool:
+    if os.environ.get("CI"):
+        return False
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _redirect_port() -> int:
+    """The seed's port 3017 when it is free, else any free one (the emulator is told which)."""
+    for port in (3017, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")
+
+
 def main() -> int:
-    """Start the emulator, run `loopauth login`, print the saved token JSON."""
-    config = os.path.abspath("providers.yaml")
-    env = dict(os.environ)
-    env.setdefault("LOOPAUTH_HOME", os.path.abspath(".loopauth-demo"))
-    with OAuthEmulator() as emulator:
-        env["LOOPAUTH_EMULATOR_URL"] = emulator.url
-        print(f"demo: emulator of an OpenID provider on {emulator.url}", flush=True)
-        interactive = _has_browser() and not os.environ.get("CI")
+    """Run the demo; return the exit code of the login."""
+    from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
+
+    port = _redirect_port()
+    os.makedirs(HOME, exist_ok=True)
+    config = os.path.join(HOME, "providers.yaml")
+    env = {
+        **os.environ,
+        "LOOPAUTH_HOME": HOME,
+        "TIKTOK_APP_KEY": APP_KEY,
+        "TIKTOK_APP_SECRET": APP_SECRET,
+        "TIKTOK_SERVICE_ID": SERVICE_ID,
+    }
+    emulator = TikTokShopEmulator(
+        app_key=APP_KEY,
+        app_secret=APP_SECRET,
+        service_id=SERVICE_ID,
+        redirect_url=f"http://localhost:{port}/",
+    )
+    with emulator:
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(CONFIG.format(url=emulator.url, port=port))
+        print(f"demo: TikTok Shop emulator on {emulator.url}; config written to {config}")
+        if port != 3017:
+            print(f"demo: port 3017 is busy, so the redirect URL is http://localhost:{port}/")
+        interactive = _has_browser()
+        cli = [sys.executable, "-m", "loopauth", "--config", config]
         cmd = [
-            sys.executable,
-            "-m",
-            "loopauth",
-            "--config",
-            config,
+            *cli,
             "login",
             PROVIDER,
             "--output",
@@ -49,35 +100,30 @@ def main() -> int:
         if not interactive:
             cmd.append("--no-browser")
             print(
-                "demo: no desktop browser here, so the demo plays the user and clicks Allow",
+                "demo: no desktop browser here, so the demo plays the seller and clicks Authorize",
                 flush=True,
             )
+        print("demo: $ loopauth login tiktok-shop --output " + OUTPUT, flush=True)
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
         for line in proc.stderr:
             sys.stderr.write(line)
+            sys.stderr.flush()
             if not interactive and line.startswith("http"):
-                url = line.strip()
-                threading.Thread(target=browse, args=(url,), daemon=True).start()
+                threading.Thread(target=browse, args=(line.strip(),), daemon=True).start()
         code = proc.wait()
         if code != 0:
             print(f"demo: login failed with exit code {code}", file=sys.stderr)
             return code
-        print(f"\ndemo: the provider's token response, saved to {OUTPUT}:")
         with open(OUTPUT, encoding="utf-8") as f:
-            print(json.dumps(json.load(f), indent=2))
-        print("\ndemo: `loopauth token` now prints the stored access token:")
-        subprocess.run(
-            [sys.executable, "-m", "loopauth", "--config", config, "token", PROVIDER],
-            env=env,
-            check=True,
-        )
-        subprocess.run(
-            [sys.executable, "-m", "loopauth", "--config", config, "status", PROVIDER],
-            env=env,
-            check=True,
-        )
-    return 0
+            saved = json.load(f)
+        print(f"\ndemo: the token JSON, saved to {os.path.abspath(OUTPUT)}:")
+        print(json.dumps(saved, indent=2))
+        print("\ndemo: $ loopauth shops tiktok-shop", flush=True)
+        shops = subprocess.run([*cli, "shops", PROVIDER], env=env, check=False)
+        print("\ndemo: $ loopauth status tiktok-shop", flush=True)
+        subprocess.run([*cli, "status", PROVIDER], env=env, check=False)
+    return shops.returncode
 
 
 if __name__ == "__main__":

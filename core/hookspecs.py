@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from .command import Command
     from .emulator import EmulatorServer
     from .provider import Account, Provider, ProviderType, TokenRequest
     from .token import Token
@@ -24,6 +25,11 @@ def register_provider_types(register: Callable[[ProviderType], None]) -> None:
 @hookspec
 def register_emulators(register: Callable[[str, Callable[..., EmulatorServer]], None]) -> None:
     """Register local emulators of auth servers: register(name, factory(host=, port=, **opts))."""
+
+
+@hookspec
+def register_commands(register: Callable[[Command], None]) -> None:
+    """Add `loopauth` commands: register(Command(name, help, run, configure))."""
 
 
 @hookspec(firstresult=True)

@@ -15,6 +15,7 @@ from . import hookspecs
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .command import Command
     from .emulator import EmulatorServer
     from .provider import ProviderType
 
@@ -22,7 +23,7 @@ log = logging.getLogger("loopauth.plugins")
 
 ENTRY_POINT_GROUP = "loopauth"
 # Built-in plugins, registered through the same call as third-party ones.
-DEFAULT_PLUGINS = ("loopauth.plugins.oauth2",)
+DEFAULT_PLUGINS = ("loopauth.plugins.oauth2", "loopauth.plugins.tiktok_shop")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,18 @@ def provider_types() -> dict[str, ProviderType]:
         # Called per implementation (not through pm.hook) so a clash can name both plugins.
         impl.function(*[register for _ in impl.argnames])
     return types
+
+
+def commands() -> dict[str, Command]:
+    """Return the commands plugins add, by name."""
+    load_plugins()
+    found: dict[str, Command] = {}
+
+    def register(command: Command) -> None:
+        found[command.name] = command
+
+    pm.hook.register_commands(register=register)
+    return found
 
 
 def emulators() -> dict[str, Callable[..., EmulatorServer]]:

@@ -227,9 +227,15 @@ def test_no_config_anywhere(tmp_path: Path) -> None:
 def test_repo_example_is_valid() -> None:
     from conftest import ROOT
 
-    out = cli("--config", str(ROOT / "providers.yaml"), "providers")
+    env = {"TIKTOK_APP_KEY": "k", "TIKTOK_APP_SECRET": "s", "TIKTOK_SERVICE_ID": "7301"}
+    out = cli("--config", str(ROOT / "providers.yaml"), "providers", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "emulator (default): plugin oauth2" in out.stdout
+    assert "tiktok-shop: plugin tiktok_shop" in out.stdout
+    bare = cli("--config", str(ROOT / "providers.yaml"), "providers")
+    assert "environment variable TIKTOK_APP_KEY is not set (needed by provider tiktok-shop)" in (
+        bare.stdout
+    )
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def test_wheel_install_runs(wheel: Path, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0].startswith(str(target))
-    assert "['oauth2']" in run.stdout
+    assert "['oauth2', 'tiktok_shop']" in run.stdout
     cli = subprocess.run(
         [sys.executable, "-m", "loopauth", "--version"],
         capture_output=True,
