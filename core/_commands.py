@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -217,17 +216,12 @@ def _write_output(target: str, data: dict[str, Any]) -> None:
         return
     if os.path.isdir(target):
         raise UsageError(f"--output {target} is a directory; name a file")
-    folder = os.path.dirname(os.path.abspath(target))
-    tmp = f"{target}.{os.getpid()}.tmp"
+    from .store import write_private
+
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds tokens
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        write_private(target, text.encode("utf-8"))  # 0600: it holds tokens
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise UsageError(f"cannot write --output {target}: {exc.strerror or exc}") from None
 
 

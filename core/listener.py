@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import socket
 import socketserver
+import struct
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +22,10 @@ log = logging.getLogger("loopauth.listener")
 # (status, html) for a callback; the flow decides.
 Handler = Callable[[dict[str, str]], tuple[int, str]]
 
-MAX_CONNECTIONS = 32
+MAX_CONNECTIONS = 64
 READ_TIMEOUT = 10.0
+REQUEST_DEADLINE = 5.0  # for the whole request head: slow-drip clients can't hold a slot
+CLOSE_WAIT = 2.0
 
 
 class ListenError(LoopauthError):
@@ -84,10 +88,38 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # The default logs the request line, which holds the authorization code.
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        self._watchdog = threading.Timer(REQUEST_DEADLINE, self._abort)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self._watchdog.cancel()
+        super().finish()
+
+    def _let_client_close_first(self) -> None:
+        # Whoever closes first keeps the port in TIME_WAIT for a minute, and without
+        # SO_REUSEADDR that would make the next login on a fixed port fail: let the browser
+        # close first, and reset the connection if it does not.
+        sock = self.connection
+        try:
+            sock.settimeout(CLOSE_WAIT)
+            while sock.recv(4096):
+                pass
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self._reply(code, pages.notice(f"Error {code}", message or "Bad request"))
 
     def _reply(self, status: int, body: str) -> None:
+        self._watchdog.cancel()
         data = body.encode("utf-8")
         try:
             self.send_response(status)
@@ -99,9 +131,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
+            self.wfile.flush()
         except OSError:
             pass  # the browser went away; nothing to tell it
         self.close_connection = True
+        self._let_client_close_first()
 
     def do_GET(self) -> None:
         listener = self.server.listener

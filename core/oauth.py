@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from . import redact
 from .config import check_url, is_loopback_host
 from .errors import LoopauthError, ProviderError
 from .plugin_manager import pm
@@ -44,7 +45,7 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _request_error(exc: Exception, url: str, timeout: float) -> ProviderError:
+def request_error(exc: BaseException, url: str, timeout: float) -> ProviderError:
     """Describe a requests exception without its text, which can quote the full URL."""
     import requests
 
@@ -97,16 +98,17 @@ def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dic
     timeout = float(provider.get("http_timeout", 30.0))
     try:
         with requests.Session() as session:
-            session.trust_env = _trust_env(url)
+            session.trust_env = trust_env(url)
             with session.get(url, timeout=timeout, stream=True, **kwargs) as resp:
                 return read_json(resp, what)
     except LoopauthError:
         raise
     except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
-        raise _request_error(exc, url, timeout) from None
+        raise request_error(exc, url, timeout) from None
 
 
-def _trust_env(url: str) -> bool:
+def trust_env(url: str) -> bool:
+    """Return False for loopback URLs, so that no proxy from the environment is used for them."""
     # An HTTP(S)_PROXY from the environment must not capture traffic to a local emulator.
     return not is_loopback_host(urlsplit(url).hostname)
 
@@ -206,6 +208,23 @@ def authorization_request(provider: Provider, redirect_uri: str) -> Authorizatio
     )
 
 
+def sensible_time(provider: Provider, key: str, value: object, *, absolute: bool = False) -> float:
+    """Return a token response's duration (or absolute Unix time) in seconds, or raise."""
+    problem = f"{provider.name}: the token response's {key} is not a sensible " + (
+        "Unix time" if absolute else "number"
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ProviderError(problem)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ProviderError(problem) from None
+    low = 1e9 if absolute else 0  # an absolute time before 2001 is a duration or garbage
+    if not math.isfinite(number) or not low <= number < MAX_TIME:
+        raise ProviderError(problem)
+    return number
+
+
 def standard_token(provider: Provider, data: Mapping[str, Any], previous: Token | None) -> Token:
     """Parse an RFC 6749 §5.1 token response (or raise ProviderError for §5.2 errors)."""
     if "error" in data:
@@ -223,18 +242,7 @@ def standard_token(provider: Provider, data: Mapping[str, Any], previous: Token 
 
     def number(key: str) -> float | None:
         value = data.get(key)
-        if value is None:
-            return None
-        problem = f"{provider.name}: the token response's {key} is not a sensible number"
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ProviderError(problem)
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            raise ProviderError(problem) from None
-        if not math.isfinite(number) or not 0 <= number < MAX_TIME:
-            raise ProviderError(problem)
-        return number
+        return None if value is None else sensible_time(provider, key, value)
 
     expires_in, expires_at = number("expires_in"), number("expires_at")
     refresh_in = number("refresh_expires_in") or number("refresh_token_expires_in")
@@ -322,7 +330,8 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
         token_endpoint_auth_method=request.auth,
         default_timeout=timeout,
     )
-    session.trust_env = _trust_env(request.url)
+    session.trust_env = trust_env(request.url)
+    redact.protect(provider.client_secret, *request.params.values())
     session.register_compliance_hook("access_token_response", on_response)
     log.debug("%s %s (grant_type=%s)", request.method, safe_url(request.url), request.grant_type)
     try:
@@ -337,7 +346,7 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
     except LoopauthError:
         raise
     except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
-        raise _request_error(exc, request.url, timeout) from None
+        raise request_error(exc, request.url, timeout) from None
     finally:
         session.close()
     token = parsed[0]

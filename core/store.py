@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -138,31 +139,15 @@ class TokenStore:
 
     def save(self, token: Token) -> str:
         """Write a token atomically (temp file + os.replace) and return its path."""
-        import tempfile
-
         if not token.provider:
             raise ValueError("a token needs its provider before it is stored")
         path = self.path_for(token.provider, token.account)
-        folder = os.path.dirname(path)
-        data = json.dumps(token.to_dict(), indent=2, sort_keys=True).encode()
+        # Key order kept: `raw` is the provider's response as received (the seed's file shape).
+        data = json.dumps(token.to_dict(), indent=2).encode()
         try:
             with self.lock(token.provider, token.account):
-                stem = os.path.basename(path)
-                self._sweep(folder, stem)
-                fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)  # 0600
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    _replace(tmp, path)
-                except BaseException:
-                    try:
-                        os.unlink(tmp)
-                    except OSError:
-                        pass
-                    raise
-                _fsync_dir(folder)
+                self._sweep(os.path.dirname(path), os.path.basename(path))
+                write_private(path, data)
         except OSError as exc:
             raise StoreWriteError(
                 f"cannot save the token to {path}: {exc.strerror or exc}; "
@@ -204,6 +189,25 @@ class TokenStore:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
                     pass
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically: a 0600 temp file beside it, fsync, os.replace."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
 
 
 def _replace(tmp: str, path: str) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import loopauth
 from loopauth.errors import ProviderError
+from loopauth.oauth import read_json, sensible_time
 from loopauth.provider import Account, Provider, ProviderType, Setting, TokenRequest
 from loopauth.token import Token
 
@@ -102,6 +103,11 @@ TIKTOK_SHOP = ProviderType(
             choices=("global", "us"),
             help="which authorization host: global or us",
         ),
+        "sign_empty_params": Setting(
+            "bool",
+            default=True,
+            help="sign empty query parameters as key + nothing (TikTok does not document it)",
+        ),
         "api_base_url": Setting(
             "url",
             default="https://open-api.tiktokglobalshop.com",
@@ -114,6 +120,9 @@ TIKTOK_SHOP = ProviderType(
         "refresh_endpoint": f"{AUTH_HOST}/api/v2/token/refresh",
         "pkce": False,  # not documented by TikTok; can be switched on per provider
         "denied_errors": ["auth_denied", "access_denied"],
+        # Access tokens live 7 days: refreshing in the last day keeps scheduled jobs (and the
+        # seed-style --output file they rewrite) from ever handing out an expired token.
+        "refresh_leeway": 86400.0,
     },
     derive=_derive,
     validate=_validate,
@@ -195,6 +204,8 @@ def check_envelope(provider: Provider, response: Mapping[str, Any]) -> dict[str,
     code = response.get("code")
     request_id = response.get("request_id")
     request_id = str(request_id) if isinstance(request_id, str | int) else None
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit():  # "36004005" is still a code
+        code = int(code)
     if isinstance(code, bool) or not isinstance(code, int):
         raise ProviderError(
             f"{provider.name}: TikTok Shop answered without a numeric `code` "
@@ -220,15 +231,28 @@ def parse_token_response(
         return None
     data = check_envelope(provider, response)
 
-    def field(key: str, kind: Any, required: bool = True) -> Any:
+    def text(key: str) -> str:
         value = data.get(key)
-        if value is None and not required:
-            return None
-        if isinstance(value, bool) or not isinstance(value, kind) or value == "":
+        if not isinstance(value, str) or not value:
             raise ProviderError(
                 f"{provider.name}: TikTok Shop's token response has a missing or malformed {key}"
             )
         return value
+
+    def when(key: str) -> float:
+        # Absolute Unix times, not durations: read as durations, refresh would never happen.
+        return sensible_time(provider, key, data.get(key), absolute=True)
+
+    open_id = data.get("open_id")
+    if (
+        previous is not None
+        and open_id is not None
+        and open_id != previous.extra.get("open_id", open_id)
+    ):
+        raise ProviderError(
+            f"{provider.name}: the refresh answered for another account "
+            f"(open_id {open_id!r}); the stored token was kept"
+        )
 
     scopes = data.get("granted_scopes") or []
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
@@ -238,13 +262,20 @@ def parse_token_response(
         for key in ("open_id", "seller_name", "seller_base_region", "user_type")
         if key in data
     }
+    # If a refresh ever answers without a refresh token, the previous one stays valid.
+    refresh: str | None
+    refresh_expires: float | None
+    if previous is None or data.get("refresh_token") is not None:
+        refresh, refresh_expires = text("refresh_token"), when("refresh_token_expire_in")
+    else:
+        refresh, refresh_expires = previous.refresh_token, previous.refresh_expires_at
     return Token(
-        field("access_token", str),
+        text("access_token"),
         provider=provider.name,
         token_type="Bearer",
-        refresh_token=field("refresh_token", str),
-        expires_at=float(field("access_token_expire_in", int | float)),
-        refresh_expires_at=float(field("refresh_token_expire_in", int | float)),
+        refresh_token=refresh,
+        expires_at=when("access_token_expire_in"),
+        refresh_expires_at=refresh_expires,
         scopes=list(scopes),
         raw=dict(response),
         extra=extra,
@@ -269,13 +300,25 @@ def account_for(provider: Provider, token: Token, callback: Mapping[str, str]) -
 # -- Signed Shop API calls -----------------------------------------------------------------
 
 
-def sign(secret: str, path: str, params: Mapping[str, str], body: bytes | str | None = None) -> str:
+def sign(
+    secret: str,
+    path: str,
+    params: Mapping[str, str],
+    body: bytes | str | None = None,
+    *,
+    include_empty: bool = True,
+) -> str:
     """Return TikTok Shop's request signature (lowercase hex HMAC-SHA256).
 
     Sorted query parameters except sign and access_token, as key+value with no separators and
     no URL-encoding, after the path; then the exact body bytes; all wrapped in the secret.
+    Whether TikTok signs empty parameters is not documented: `include_empty` chooses.
     """
-    pairs = sorted((k, v) for k, v in params.items() if k not in ("sign", "access_token"))
+    pairs = sorted(
+        (k, v)
+        for k, v in params.items()
+        if k not in ("sign", "access_token") and (include_empty or v != "")
+    )
     base = (path + "".join(f"{k}{v}" for k, v in pairs)).encode()
     if body:
         base += body.encode() if isinstance(body, str) else body
@@ -287,7 +330,8 @@ class TikTokShopAuth:
     """A `requests` auth (any callable will do) signing Shop API calls with a fresh stored token.
 
     `requests.get(url, auth=TikTokShopAuth("tiktok-shop"))` adds app_key, timestamp, sign and
-    the x-tts-access-token header; TikTok Shop's Shop API needs nothing else.
+    the x-tts-access-token header; when TikTok answers 105002 (the access token expired on its
+    side) it refreshes the stored token and sends the request once more.
     """
 
     def __init__(
@@ -319,26 +363,60 @@ class TikTokShopAuth:
         return ensure_fresh(self.provider, self.account, self.store, force=force)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.token()
+        self._sign(request, self.token())
+        request.register_hook("response", self._retry_when_expired)  # type: ignore[no-untyped-call]
+        return request
+
+    def _sign(self, request: requests.PreparedRequest, token: Token) -> None:
         parts = urlsplit(request.url or "")
         query = [
             (k, v)
             for k, v in parse_qsl(parts.query, keep_blank_values=True)
             if k not in ("app_key", "timestamp", "sign", "access_token")
         ]
+        names = [k for k, _ in query]
+        repeated = sorted({k for k in names if names.count(k) > 1})
+        if repeated:  # how TikTok signs repeated parameters is not documented: don't guess
+            raise ProviderError(
+                f"query parameter {repeated[0]!r} is repeated; TikTok Shop's signing of repeated "
+                "parameters is not documented, so send one value (e.g. comma-separated)"
+            )
         query += [
             ("app_key", str(self.provider.get("client_id"))),
-            ("timestamp", str(int(time.time()))),
-        ]  # seconds, not milliseconds
+            ("timestamp", str(int(time.time()))),  # seconds, not milliseconds
+        ]
         ctype = request.headers.get("Content-Type", "")
         body = None if ctype.startswith("multipart/") else request.body
-        if hasattr(body, "read"):
-            raise ProviderError("TikTokShopAuth needs the request body as bytes to sign it")
-        signature = sign(str(self.provider.client_secret), parts.path, dict(query), body)
+        if body is not None and not isinstance(body, bytes | str):
+            raise ProviderError("TikTokShopAuth needs the request body as bytes or text to sign it")
+        signature = sign(
+            str(self.provider.client_secret),
+            parts.path,
+            dict(query),
+            body,
+            include_empty=bool(self.provider.get("sign_empty_params", True)),
+        )
         request.url = urlunsplit(parts._replace(query=urlencode([*query, ("sign", signature)])))
         request.headers["x-tts-access-token"] = token.access_token
         request.headers.setdefault("Content-Type", "application/json")
-        return request
+
+    def _retry_when_expired(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if response.status_code not in (200, 401) or getattr(response.request, "_retried", False):
+            return response
+        try:
+            code = response.json().get("code")
+        except (ValueError, AttributeError, RecursionError):
+            return response
+        if code != 105002:
+            return response
+        retry = response.request.copy()
+        retry._retried = True  # type: ignore[attr-defined]
+        self._sign(retry, self.token(force=True))
+        response.content  # noqa: B018 - read it so the connection can be reused
+        response.close()
+        again: requests.Response = response.connection.send(retry, **kwargs)
+        again.history.append(response)
+        return again
 
 
 def shop_session(
@@ -350,6 +428,8 @@ def shop_session(
 ) -> requests.Session:
     """Return a requests session for the Shop API: relative paths, signed, token kept fresh."""
     import requests
+
+    from loopauth.oauth import trust_env
 
     auth = TikTokShopAuth(provider, account=account, config=config, store=store)
     base = str(auth.provider.get("api_base_url")).rstrip("/")
@@ -365,10 +445,12 @@ def shop_session(
             url = url.decode() if isinstance(url, bytes) else url
             if url.startswith("/"):
                 url = base + url
+            kwargs.setdefault("timeout", float(auth.provider.get("http_timeout", 30.0)))
             return super().request(method, url, *args, **kwargs)
 
     session = ShopSession()
     session.auth = auth
+    session.trust_env = trust_env(base)
     return session
 
 
@@ -379,35 +461,24 @@ def get_authorized_shops(
     config: str | None = None,
     store: TokenStore | None = None,
 ) -> list[dict[str, Any]]:
-    """Call Get Authorized Shops; on 105002 (expired on TikTok's side) refresh once and retry."""
-    import requests
+    """Call Get Authorized Shops and return TikTok's list of shops."""
+    from loopauth.oauth import request_error
 
     session = shop_session(provider, account=account, config=config, store=store)
     auth: TikTokShopAuth = session.auth  # type: ignore[assignment]
-    timeout = float(auth.provider.get("http_timeout", 30.0))
-    for attempt in (1, 2):
-        try:
-            resp = session.get(SHOPS_PATH, timeout=timeout)
-        except requests.RequestException as exc:
-            from loopauth.oauth import _request_error
-
-            raise _request_error(
-                exc, f"{auth.provider.get('api_base_url')}{SHOPS_PATH}", timeout
-            ) from None
-        from loopauth.oauth import read_json
-
-        data = read_json(resp, f"{auth.provider.name}'s Shop API")
-        try:
-            shops = check_envelope(auth.provider, data).get("shops")
-        except TikTokShopError as exc:
-            if exc.code == 105002 and attempt == 1:
-                auth.token(force=True)
-                continue
-            raise
-        if not isinstance(shops, list) or not all(isinstance(s, dict) for s in shops):
-            raise ProviderError(f"{auth.provider.name}: Get Authorized Shops returned no shop list")
-        return shops
-    raise AssertionError("unreachable")
+    url = f"{auth.provider.get('api_base_url')}{SHOPS_PATH}"
+    try:
+        with session:
+            resp = session.get(SHOPS_PATH, stream=True)
+            data = read_json(resp, f"{auth.provider.name}'s Shop API")
+    except loopauth.LoopauthError:
+        raise
+    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
+        raise request_error(exc, url, float(auth.provider.get("http_timeout", 30.0))) from None
+    shops = check_envelope(auth.provider, data).get("shops")
+    if not isinstance(shops, list) or not all(isinstance(s, dict) for s in shops):
+        raise ProviderError(f"{auth.provider.name}: Get Authorized Shops returned no shop list")
+    return shops
 
 
 def _shops_command(args: argparse.Namespace) -> int:

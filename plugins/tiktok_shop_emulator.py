@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopauth.emulator import EmulatorServer, Request, Response, page
-from loopauth.plugins.tiktok_shop import sign
 
 TOKEN_PATH = "/api/v2/token/get"
 REFRESH_PATH = "/api/v2/token/refresh"
 AUTHORIZE_PATH = "/open/authorize"
 SHOPS_PATH = "/authorization/202309/shops"
 SIGN_WINDOW = 300  # TikTok accepts timestamps within 5 minutes of its clock
+
+
+def _signature(secret: str, req: Request) -> str:
+    """TikTok's documented signature, written apart from the client's `sign` on purpose."""
+    signed = "".join(
+        name + req.query[name] for name in sorted(req.query) if name not in ("sign", "access_token")
+    )
+    message = secret.encode() + req.path.encode() + signed.encode() + req.body + secret.encode()
+    return hmac.new(secret.encode(), message, "sha256").hexdigest()
 
 
 @dataclass
@@ -103,6 +111,8 @@ class TikTokShopEmulator(EmulatorServer):
         self.code_lifetime = code_lifetime
         self.locale = locale
         self.token_calls: list[str] = []  # the paths of token/get and token/refresh calls
+        # What each token call carried, secrets left out: grant_type and the parameter names.
+        self.token_requests: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []  # every token endpoint answer, as sent
         self._lock = threading.Lock()
         self._codes: dict[str, _Grant] = {}
@@ -142,6 +152,13 @@ class TikTokShopEmulator(EmulatorServer):
                 return Response(404, "404 page not found")
             with self._lock:
                 self.token_calls.append(req.path)
+                self.token_requests.append(
+                    {
+                        "path": req.path,
+                        "grant_type": req.query.get("grant_type"),
+                        "params": sorted(req.query_multi),
+                    }
+                )
             resp = self._token(req) if req.path == TOKEN_PATH else self._refresh_token(req)
             if isinstance(resp.body, dict):
                 with self._lock:
@@ -282,9 +299,10 @@ class TikTokShopEmulator(EmulatorServer):
             return self._envelope(36009004, "invalid parameter: timestamp", status=400)
         if abs(time.time() - stamp) > SIGN_WINDOW:
             return self._envelope(106001, "invalid timestamp", status=401)
-        params = {k: v for k, v in q.items() if k not in ("sign", "access_token")}
-        expected = sign(self.app_secret, req.path, params, req.body)
-        if not hmac.compare_digest(q.get("sign", ""), expected):
+        if any(len(v) > 1 for v in req.query_multi.values()):
+            # How TikTok signs repeated parameters is not published; this emulator refuses them.
+            return self._envelope(36009004, "invalid parameter: repeated parameter", status=400)
+        if not hmac.compare_digest(q.get("sign", ""), _signature(self.app_secret, req)):
             return self._envelope(106001, "Invalid credentials: sign is invalid", status=401)
         with self._lock:
             grant = self._access.get(req.headers.get("x-tts-access-token", ""))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -354,14 +356,21 @@ def test_envelope_garbage_is_a_provider_error(tmp_path: Path, port: int) -> None
                      "    client_secret: s\n    service_id: '7301'\n").select("s")
     for response, message in [
         ({"message": "x"}, "without a numeric `code`"),
-        ({"code": "0"}, "without a numeric `code`"),
+        ({"code": "zero"}, "without a numeric `code`"),
+        ({"code": "0"}, "without a `data` object"),
         ({"code": 0}, "without a `data` object"),
         ({"code": 0, "data": {"access_token": "a"}}, "malformed refresh_token"),
+        *[
+            ({"code": 0, "data": {"access_token": "a", "refresh_token": "r",
+                                  "access_token_expire_in": bad,
+                                  "refresh_token_expire_in": 4841467787}},
+             "access_token_expire_in is not a sensible Unix time")
+            for bad in ("soon", 1722342011000, 604800, -5, float("nan"), float("inf"), 1e300,
+                        10**400, True, None)
+        ],
         ({"code": 0, "data": {"access_token": "a", "refresh_token": "r",
-                              "access_token_expire_in": "soon",
-                              "refresh_token_expire_in": 1}}, "malformed access_token_expire_in"),
-        ({"code": 0, "data": {"access_token": "a", "refresh_token": "r",
-                              "access_token_expire_in": 1, "refresh_token_expire_in": 1,
+                              "access_token_expire_in": 1722342011,
+                              "refresh_token_expire_in": 4841467787,
                               "granted_scopes": "x"}}, "granted_scopes is not a list"),
         ({"code": 99, "message": "odd", "request_id": 5}, "TikTok Shop error 99: odd"),
     ]:
@@ -416,3 +425,116 @@ def test_emulator_command_serves_tiktok(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_used_code_through_the_cli_is_36004004(cfg: Path, tiktok: TikTokShopEmulator,
+                                                 port: int) -> None:
+    """Someone else spends the code first (a replayed redirect): exit 5 with the hint."""
+    def steal_then_deliver(url: str) -> None:
+        redirect = browse(url, stop_at=f"http://localhost:{port}/").url
+        code = parse_qs(urlsplit(redirect).query)["code"][0]
+        requests.get(f"{tiktok.url}/api/v2/token/get", params={
+            "app_key": KEY, "app_secret": SECRET, "auth_code": code,
+            "grant_type": "authorized_code"})
+        threading.Thread(target=deliver, args=(redirect,)).start()
+
+    def deliver(redirect: str) -> None:
+        with pytest.raises(urllib.error.HTTPError):  # the listener's failure page: 502
+            urllib.request.urlopen(redirect, timeout=10)
+
+    result = login("--config", str(cfg), "login", decision=None, before=steal_then_deliver,
+                   env=ENV)
+    assert result.returncode == 5, result.stderr
+    assert "TikTok Shop error 36004004" in result.stderr and "log in again" in result.stderr
+    assert not list((Path(os.environ["LOOPAUTH_HOME"]) / "tokens").rglob("*.json"))
+
+
+def test_wrong_app_secret_on_shops_is_106001(cfg: Path) -> None:
+    assert shop_login(cfg).returncode == 0
+    out = cli("--config", str(cfg), "shops", env={"TIKTOK_APP_SECRET": "not-the-secret"})
+    assert out.returncode == 5
+    assert "TikTok Shop error 106001" in out.stderr and "check the App Secret" in out.stderr
+    assert "not-the-secret" not in out.stderr
+
+
+def test_exact_token_and_refresh_requests(cfg: Path, tiktok: TikTokShopEmulator) -> None:
+    assert shop_login(cfg).returncode == 0
+    assert cli("--config", str(cfg), "refresh", env=ENV).returncode == 0
+    assert tiktok.token_requests == [
+        {"path": "/api/v2/token/get", "grant_type": "authorized_code",
+         "params": ["app_key", "app_secret", "auth_code", "grant_type"]},
+        {"path": "/api/v2/token/refresh", "grant_type": "refresh_token",
+         "params": ["app_key", "app_secret", "grant_type", "refresh_token"]},
+    ]
+
+
+def test_python_debug_logging_never_shows_the_secret(cfg: Path, caplog: pytest.LogCaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import loopauth
+
+    assert shop_login(cfg).returncode == 0
+    monkeypatch.setenv("TIKTOK_APP_SECRET", SECRET)
+    caplog.set_level(logging.DEBUG)  # everything, urllib3 included
+    old = TokenStore().find("tiktok-shop")
+    new = loopauth.refresh("tiktok-shop", config=str(cfg))
+    get_authorized_shops(config=str(cfg))
+    assert "api/v2/token/refresh" in caplog.text  # urllib3 did log the request
+    for secret in (SECRET, old.refresh_token, new.refresh_token, new.access_token):
+        assert secret not in caplog.text
+
+
+def test_repeated_parameters_are_refused_not_guessed(cfg: Path) -> None:
+    from loopauth.errors import ProviderError
+    from loopauth.plugins.tiktok_shop import shop_session
+
+    assert shop_login(cfg).returncode == 0
+    os.environ["TIKTOK_APP_SECRET"] = SECRET
+    try:
+        api = shop_session(config=str(cfg))
+        with pytest.raises(ProviderError, match="'ids' is repeated"):
+            api.get("/authorization/202309/shops", params={"ids": ["1", "2"]})
+        assert api.get("/authorization/202309/shops", params={"empty": ""}).json()["code"] == 0
+    finally:
+        del os.environ["TIKTOK_APP_SECRET"]
+
+
+def test_auth_retries_once_on_105002_and_ignores_proxies_for_loopback(
+        cfg: Path, tiktok: TikTokShopEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopauth.plugins.tiktok_shop import shop_session
+
+    assert shop_login(cfg).returncode == 0
+    monkeypatch.setenv("TIKTOK_APP_SECRET", SECRET)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    tiktok.expire_access_tokens()
+    resp = shop_session(config=str(cfg)).get("/authorization/202309/shops")
+    assert resp.json()["code"] == 0 and len(resp.history) == 1
+    assert tiktok.token_calls[-1] == "/api/v2/token/refresh"
+
+
+def test_a_refresh_for_another_account_is_refused(tmp_path: Path, port: int) -> None:
+    from loopauth.config import parse
+    from loopauth.plugins.tiktok_shop import parse_token_response
+
+    provider = parse("providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
+                     "    client_secret: s\n    service_id: '7301'\n").select("s")
+    data = {"access_token": "a", "refresh_token": "r", "access_token_expire_in": 1722342011,
+            "refresh_token_expire_in": 4841467787, "open_id": "one"}
+    first = parse_token_response(provider=provider, response={"code": 0, "data": data},
+                                 previous=None)
+    other = {**data, "open_id": "two"}
+    with pytest.raises(Exception, match="answered for another account"):
+        parse_token_response(provider=provider, response={"code": 0, "data": other},
+                             previous=first)
+    no_refresh = {k: v for k, v in data.items() if not k.startswith("refresh")}
+    kept = parse_token_response(provider=provider, response={"code": 0, "data": no_refresh},
+                                previous=first)
+    assert kept.refresh_token == "r" and kept.refresh_expires_at == 4841467787
+
+
+def test_token_output_keeps_tiktoks_key_order(cfg: Path, tmp_path: Path) -> None:
+    assert shop_login(cfg).returncode == 0
+    seed = tmp_path / "seed.json"
+    assert cli("--config", str(cfg), "token", "--output", str(seed), env=ENV).returncode == 0
+    assert list(json.loads(seed.read_text())) == ["code", "message", "data", "request_id"]
