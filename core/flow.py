@@ -214,7 +214,7 @@ class Flow:
                         State.DENIED,
                         f"access denied ({text})",
                         AccessDenied(f"{name}: access denied ({text})"),
-                        "Access denied",
+                        detail=text,
                     )
                 raise ProviderError(
                     f"{name} answered the authorization with an error: {text}",
@@ -238,23 +238,26 @@ class Flow:
             self.saved_to = self.store.save(token)
             self.token = token
         except LoopauthError as exc:
-            return self._fail(State.FAILED, str(exc), exc, "")
+            return self._fail(State.FAILED, str(exc), exc)
         except Exception as exc:  # a plugin bug: report it, never leave the flow hanging
             log.debug("unexpected error in the callback", exc_info=True)
             err = LoopauthError(
                 f"{name}: unexpected {type(exc).__name__} while completing the login"
             )
-            return self._fail(State.FAILED, str(err), err, "")
+            return self._fail(State.FAILED, str(err), err)
         label = token.account_label or token.account
         self._finish(State.SUCCEEDED, None, None, reply_pending=True)
         return 200, pages.success(name, label, self.provider.get("success_html"))
 
-    def _fail(self, state: State, text: str, error: LoopauthError, title: str) -> tuple[int, str]:
+    def _fail(
+        self, state: State, text: str, error: LoopauthError, detail: str | None = None
+    ) -> tuple[int, str]:
         self._finish(state, text, error, reply_pending=True)
-        status = 403 if state is State.DENIED else 502
-        return status, pages.failure(
-            self.provider.name, text, self.provider.get("failure_html"), title=title
+        denied = state is State.DENIED
+        page = pages.failure(
+            self.provider.name, detail or text, self.provider.get("failure_html"), denied=denied
         )
+        return (403 if denied else 502), page
 
     def _check_issuer(self, params: dict[str, str]) -> None:
         """RFC 9207: a mismatched iss, or a missing one from a server that sends it, is a mix-up."""

@@ -38,6 +38,8 @@ p { margin: .4rem 0; color: var(--muted); }
 strong { color: var(--fg); }
 code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
        word-break: break-word; }
+.detail { display: inline-block; margin: .25rem 0; padding: .35rem .6rem; border-radius: 6px;
+          background: var(--bg); border: 1px solid var(--border); color: var(--fg); }
 footer { margin-top: 1.5rem; font-size: .8rem; color: var(--muted); }
 """
 
@@ -77,16 +79,23 @@ def success(provider: str, account: str, template: str | None = None) -> str:
     )
 
 
-def failure(provider: str, error: str, template: str | None = None, *, title: str = "") -> str:
+def failure(provider: str, error: str, template: str | None = None, *, denied: bool = False) -> str:
     """Return the page shown when the login failed or was denied (`error` is escaped)."""
     if template:
         return _custom(template, {"provider": provider, "error": error})
+    name = f"<strong>{html.escape(provider)}</strong>"
+    lead = (
+        f"loopauth was not authorized for {name}."
+        if denied
+        else f"loopauth could not finish signing in to {name}."
+    )
     return _page(
         "bad",
         "&#10005;",
-        title or "Sign-in did not complete",
+        "Access denied" if denied else "Sign-in did not complete",
         [
-            f"<strong>{html.escape(provider)}</strong>: <code>{html.escape(error)}</code>",
+            lead,
+            f'<code class="detail">{html.escape(error)}</code>',
             "You can close this tab; your terminal says what to do next.",
         ],
     )

@@ -125,3 +125,23 @@ def login(
     if worker is not None:
         worker.join(timeout)
     return Login(proc.returncode, stdout, "".join(lines), url, result.get("page"), lines)
+
+
+def require_program(path: str, why: str) -> str:
+    """Return `path`; skip (or, with CI=true, fail) when the program is not installed."""
+    if os.path.exists(path):
+        return path
+    message = f"{path} is not installed ({why}); .ci/run installs it"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium, for the real-browser tests."""
+    return require_program(os.environ.get("LOOPAUTH_CHROMIUM", "/usr/bin/chromium"),
+                           "apt-get install chromium")
+
+
+ARTIFACTS = ROOT / "test-artifacts"
