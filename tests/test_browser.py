@@ -136,7 +136,7 @@ TIKTOK_ENV = {"TIKTOK_APP_SECRET": "demo-app-secret"}
 
 
 def test_oauth2_allow_in_chromium(browser: object, oauth2: tuple[OAuthEmulator, Path]) -> None:
-    emu, cfg = oauth2
+    _emu, cfg = oauth2
     run = run_login(browser, cfg, "emulator", "Allow", "oauth2-success")
     assert run.returncode == 0, run.stderr
     assert run.landing_status == 200
@@ -157,7 +157,7 @@ def test_oauth2_deny_in_chromium(browser: object, oauth2: tuple[OAuthEmulator, P
 
 def test_tiktok_authorize_in_chromium(browser: object,
                                       tiktok: tuple[TikTokShopEmulator, Path]) -> None:
-    emu, cfg = tiktok
+    _emu, cfg = tiktok
     run = run_login(browser, cfg, "tiktok-shop", "Authorize", "tiktok-success", TIKTOK_ENV)
     assert run.returncode == 0, run.stderr
     assert "tiktok-shop" in run.text and "Jjj test shop" in run.text
