@@ -333,7 +333,12 @@ def parse(text: str, path: str = "providers.yaml") -> Config:
     from .plugin_manager import provider_types
 
     types = provider_types()
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"invalid YAML: {getattr(exc, 'reason', None) or exc.__class__.__name__}", file=path
+        ) from None
     try:
         return _parse(loader, path, types)
     except RecursionError:

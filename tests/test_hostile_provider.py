@@ -264,3 +264,19 @@ def test_error_answer_is_kept_as_the_token_response(
     assert flow.wait(10) is State.FAILED
     assert flow.token_response == {"error": "invalid_grant", "error_description": "<b>gone</b>"}
     assert json.dumps(flow.token_response)
+
+
+def test_discovered_endpoints_must_be_https(garbage: Garbage, tmp_path: Path) -> None:
+    garbage.answer = lambda r: Response(200, {"issuer": garbage.url,
+                                              "authorization_endpoint": f"{garbage.url}/a",
+                                              "token_endpoint": "http://tokens.example/t"})
+    cfg = write_config(tmp_path / "p.yaml", f"""
+        providers:
+          bad:
+            issuer: {garbage.url}
+            client_id: c
+    """)
+    out = cli("--config", str(cfg), "login", "--no-browser")
+    assert out.returncode == 5
+    assert "discovered token_endpoint 'http://tokens.example/t' must use https" in out.stderr or \
+        "discovered token_endpoint must use https" in out.stderr, out.stderr
