@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench clean
 
@@ -19,7 +20,7 @@ demo: $(VENV)/.base
 	$(PY) -m loopauth.demo
 
 test: $(VENV)/.test
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
 	$(PY) -m pytest tests/test_lint.py
