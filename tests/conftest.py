@@ -38,6 +38,15 @@ def emulator() -> Iterator[OAuthEmulator]:
         yield emu
 
 
+def free_port() -> int:
+    """Return a loopback port that is free right now (for fixed redirect URIs in tests)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def write_config(path: Path, text: str) -> Path:
     """Write a providers.yaml from an indented block."""
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")

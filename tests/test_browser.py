@@ -15,7 +15,7 @@ import pytest
 from loopauth.emulator import OAuthEmulator
 from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 
-from conftest import ARTIFACTS, write_config
+from conftest import ARTIFACTS, free_port, write_config
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -103,14 +103,6 @@ def oauth2(tmp_path: Path) -> Iterator[tuple[OAuthEmulator, Path]]:
                 client_id: loopauth-demo
                 scope: openid profile email
         """)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 from loopauth.emulator import OAuthEmulator, browse
 
-from conftest import cli, login, write_config
+from conftest import cli, free_port, login, write_config
 
 
 def token_files(home: Path) -> list[Path]:
@@ -157,9 +157,7 @@ def test_busy_fixed_port_is_a_clear_error(tmp_path: Path, emulator: OAuthEmulato
 def test_fixed_port_and_localhost_binds_both_stacks(
     tmp_path: Path, emulator: OAuthEmulator
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     cfg = write_config(
         tmp_path / "lh.yaml",
         f"""
@@ -389,9 +387,7 @@ def test_terminal_shows_a_live_countdown(config: Path) -> None:
 
 def test_back_to_back_logins_on_the_same_fixed_port(tmp_path: Path,
                                                     emulator: OAuthEmulator) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     cfg = write_config(tmp_path / "fixed.yaml", f"""
         providers:
           emu:

@@ -76,13 +76,11 @@ APP_SECRET = "tts-Distinctive-App-Secret-9931"
 
 def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
     """Every command, success and failure, -v and hook tracing on: no secret in any output."""
-    import socket
-
     from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from conftest import free_port
+
+    port = free_port()
     emu = TikTokShopEmulator(app_key="key-1", app_secret=APP_SECRET, service_id="7301",
                              redirect_url=f"http://localhost:{port}/", access_token_lifetime=30,
                              rotate_refresh_tokens=True)  # 30 s: the first `token` refreshes

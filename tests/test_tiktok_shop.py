@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -21,15 +20,9 @@ from loopauth.plugins.tiktok_shop import TikTokShopAuth, get_authorized_shops, s
 from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 from loopauth.store import TokenStore
 
-from conftest import cli, login, write_config
+from conftest import cli, free_port, login, write_config
 
 KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
