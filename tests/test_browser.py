@@ -30,7 +30,12 @@ SECURITY_HEADERS = {
 
 @pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[object]:
-    playwright = pytest.importorskip("playwright.sync_api")
+    try:
+        import playwright.sync_api as playwright
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true and Playwright is not installed (pip install -e '.[test]')")
+        pytest.skip("Playwright is not installed (pip install -e '.[test]')")
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
         yield b
@@ -216,3 +221,15 @@ def test_second_tab_while_the_first_is_exchanging(browser: object,
         assert flow.wait(10) is State.SUCCEEDED
         assert statuses[0] == 200 and statuses[1] in (0, 409)
         assert len(emu.token_calls) == 1
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("true", "error")])
+def test_missing_chromium_skips_locally_and_fails_in_ci(tmp_path: Path, ci: str,
+                                                        outcome: str) -> None:
+    env = {**os.environ, "LOOPAUTH_CHROMIUM": str(tmp_path / "no-chromium"), "CI": ci}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{Path(__file__)}::test_oauth2_allow_in_chromium"],
+                          capture_output=True, text=True, env=env, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert f"1 {outcome}" in proc.stdout, proc.stdout[-500:]
+    assert "no-chromium is not installed" in proc.stdout or outcome == "skipped"
