@@ -137,6 +137,12 @@ class _Doc:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise self.error(node, key, f"bad value ({exc.__class__.__name__})") from None
+        except Exception:  # PyYAML's constructors raise ValueError, AttributeError... on 2024-02-30
+            raise self.error(
+                node,
+                key,
+                "bad value (not a valid date, number or string; quote it to make it a string)",
+            ) from None
 
     def mapping(self, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, Any]]:
         if not isinstance(node, yaml.MappingNode):

@@ -64,6 +64,16 @@ def request_error(exc: BaseException, url: str, timeout: float) -> ProviderError
 
 def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
     """Read at most 1 MiB of a response and return its JSON object, or raise ProviderError."""
+    if resp.is_redirect:
+        # Never followed: a token request would carry the client secret and codes to wherever
+        # it points, past the https-only check on configured endpoints.
+        where = safe_url(resp.headers.get("location", ""))
+        resp.close()
+        raise ProviderError(
+            f"{what} answered with a redirect (HTTP {resp.status_code}) to "
+            f"{where}; loopauth does not follow redirects from a provider: "
+            "configure the final URL"
+        )
     chunks, size = [], 0
     for chunk in resp.iter_content(65536):
         chunks.append(chunk)
@@ -99,7 +109,9 @@ def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dic
     try:
         with requests.Session() as session:
             session.trust_env = trust_env(url)
-            with session.get(url, timeout=timeout, stream=True, **kwargs) as resp:
+            with session.get(
+                url, timeout=timeout, stream=True, allow_redirects=False, **kwargs
+            ) as resp:
                 return read_json(resp, what)
     except LoopauthError:
         raise
@@ -341,6 +353,7 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
             grant_type=request.grant_type,
             headers={**DEFAULT_HEADERS, **request.headers},
             stream=True,
+            allow_redirects=False,
             **request.params,
         )
     except LoopauthError:

@@ -446,6 +446,8 @@ def shop_session(
             if url.startswith("/"):
                 url = base + url
             kwargs.setdefault("timeout", float(auth.provider.get("http_timeout", 30.0)))
+            # requests would forward the x-tts-access-token header to any redirect target.
+            kwargs.setdefault("allow_redirects", False)
             return super().request(method, url, *args, **kwargs)
 
     session = ShopSession()

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -79,7 +80,7 @@ def test_login_timeout_exits_4_and_closes_the_port(config: Path) -> None:
     assert "no redirect arrived within 1 s" in result.stderr
     redirect = parse_qs(urlsplit(result.url or "").query)["redirect_uri"][0]
     port = urlsplit(redirect).port
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
@@ -125,8 +126,9 @@ def test_second_callback_after_success_does_not_exchange_again(
     assert result.returncode == 0
     assert result.page is not None
     callback = result.page.url  # the loopback URL with code and state
-    with pytest.raises(OSError):  # the port is closed once the flow is over
+    with pytest.raises(urllib.error.URLError) as info:  # the port is closed, no 409 page
         urllib.request.urlopen(callback, timeout=2)
+    assert isinstance(info.value.reason, ConnectionRefusedError)
     assert len(emulator.token_calls) == 1
 
 
@@ -316,7 +318,7 @@ def test_interrupt_exits_4_and_closes_the_port(config: Path, sig: signal.Signals
     assert proc.wait(10) == 4
     assert "cancelled" in proc.stderr.read()
     time.sleep(0.2)
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 

@@ -300,3 +300,16 @@ def test_each_error_kind_through_the_cli(tmp_path: Path, body: str, expected: st
     assert out.returncode == 2
     assert out.stderr.startswith(f"loopauth: {cfg.parent / expected}") or expected in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("value", ["2024-02-30", "1" + "0" * 4300, "!!int 0x", "!!float abc",
+                                   "9999-12-31 23:59:60", "!!timestamp x"])
+def test_values_yaml_itself_rejects(value: str, tmp_path: Path) -> None:
+    text = f"providers:\n  emu:\n    issuer: https://a.example\n    client_id: {value}\n"
+    with pytest.raises(ConfigError) as info:
+        parse(text, "p.yaml")
+    assert "p.yaml:4: providers.emu.client_id: bad value" in str(info.value)
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(text)
+    out = cli("--config", str(cfg), "status")
+    assert out.returncode == 2 and "bad value" in out.stderr and "internal error" not in out.stderr

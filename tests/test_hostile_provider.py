@@ -280,3 +280,29 @@ def test_discovered_endpoints_must_be_https(garbage: Garbage, tmp_path: Path) ->
     assert out.returncode == 5
     assert "discovered token_endpoint 'http://tokens.example/t' must use https" in out.stderr or \
         "discovered token_endpoint must use https" in out.stderr, out.stderr
+
+
+def test_redirects_from_the_token_endpoint_are_not_followed(garbage: Garbage, tmp_path: Path,
+                                                            isolated: Path) -> None:
+    """A redirect would carry the client secret and refresh token past the https check."""
+    with Garbage() as stealer:
+        stealer.answer = lambda r: Response(200, {"access_token": "stolen"})
+        garbage.answer = lambda r: Response(307, b"", {"Location": f"{stealer.url}/steal"})
+        cfg = write_config(tmp_path / "p.yaml", f"""
+            providers:
+              bad:
+                authorization_endpoint: {garbage.url}/authorize
+                token_endpoint: {garbage.url}/token
+                client_id: c
+                client_secret: ${{SECRET}}
+                token_endpoint_auth_method: client_secret_post
+        """)
+        stored("bad")
+        path = Path(TokenStore().path_for("bad", "me"))
+        before = path.read_bytes()
+        out = cli("--config", str(cfg), "refresh", env={"SECRET": "Sup3rSecretValue"})
+        assert out.returncode == 5, out.stderr
+        assert "answered with a redirect (HTTP 307)" in out.stderr
+        assert "does not follow redirects" in out.stderr
+        assert stealer.log == []  # nothing was sent there
+    assert path.read_bytes() == before

@@ -9,6 +9,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -88,7 +92,8 @@ def test_listener_bind_is_exclusive(started: Flow) -> None:
         intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     with intruder, pytest.raises(OSError) as info:
         intruder.bind(("127.0.0.1", port))
-    assert info.value.errno in (errno.EADDRINUSE, errno.EACCES)
+    # Windows answers SO_EXCLUSIVEADDRUSE with WSAEACCES (10013) or WSAEADDRINUSE (10048).
+    assert info.value.errno in (errno.EADDRINUSE, errno.EACCES, 10013, 10048)
 
 
 def test_state_is_compared_in_constant_time(started: Flow,
@@ -180,3 +185,130 @@ def test_login_page_redirects_nowhere_else(started: Flow) -> None:
     hops = [urlsplit(h).hostname for h in page.hops]
     assert set(hops) <= {"127.0.0.1", "localhost"}
     assert "Referrer-Policy" in page.headers and page.headers["Cache-Control"] == "no-store"
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _closes_soon(port: int) -> bool:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if _refused(port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class SlowTokens(OAuthEmulator):
+    """Answers the token endpoint a second late, so two callbacks overlap the exchange."""
+
+    def route(self, req: object) -> object:
+        if getattr(req, "path", "") == "/token":
+            time.sleep(1)
+        return super().route(req)  # type: ignore[arg-type]
+
+
+def test_state_is_single_use_even_for_simultaneous_callbacks() -> None:
+    with SlowTokens() as emu:
+        flow = Flow(provider(emu))  # type: ignore[arg-type]
+        flow.start()
+        redirect = browse(flow.authorization_url or "", stop_at=flow.redirect_uri).url
+        statuses: list[int] = []
+
+        def deliver() -> None:
+            try:
+                with urllib.request.urlopen(redirect, timeout=10) as resp:
+                    statuses.append(resp.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+
+        both = [threading.Thread(target=deliver) for _ in range(2)]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(15)
+        assert sorted(statuses) == [200, 409]  # one exchange; the other tab: "already finished"
+        assert flow.wait(5) is State.SUCCEEDED
+        assert len(emu.token_calls) == 1
+
+
+def test_port_closes_once_the_response_has_arrived(emulator: OAuthEmulator) -> None:
+    flow = Flow(provider(emulator))  # type: ignore[arg-type]
+    flow.start()
+    port = urlsplit(flow.redirect_uri).port or 0
+    assert not _refused(port)
+    assert browse(flow.authorization_url or "").status == 200
+    assert flow.wait(5) is State.SUCCEEDED
+    assert _closes_soon(port)  # refused: nothing listens any more (not a 409 page)
+
+
+def test_ctrl_c_in_wait_cancels_and_closes_the_port(emulator: OAuthEmulator) -> None:
+    import _thread
+
+    flow = Flow(provider(emulator))  # type: ignore[arg-type]
+    flow.start()
+    port = urlsplit(flow.redirect_uri).port or 0
+    threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl+C, on every platform
+    with pytest.raises(KeyboardInterrupt):
+        flow.wait(30)
+    assert flow.state is State.CANCELLED
+    assert _closes_soon(port)
+
+
+def test_account_label_is_escaped_on_the_success_page() -> None:
+    from loopauth import pages
+
+    page = pages.success("shop<i>", '<img src="https://evil.example/x">')
+    assert "<img" not in page and "&lt;img src=&quot;https://evil.example/x&quot;&gt;" in page
+    assert "shop&lt;i&gt;" in page
+
+
+def test_every_listener_answer_carries_the_security_headers(started: Flow) -> None:
+    port = urlsplit(started.redirect_uri).port
+    base = started.redirect_uri
+    probes = {
+        404: urllib.request.Request(f"http://127.0.0.1:{port}/favicon.ico"),
+        400: urllib.request.Request(f"{base}?code=x&state=wrong"),
+        405: urllib.request.Request(base, data=b"x", method="POST"),
+        421: urllib.request.Request(base, headers={"Host": f"evil.example:{port}"}),
+    }
+    for status, request in probes.items():
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == status
+        headers = {k.lower(): v for k, v in info.value.headers.items()}
+        assert headers["cache-control"] == "no-store", status
+        assert headers["referrer-policy"] == "no-referrer", status
+        assert headers["x-content-type-options"] == "nosniff", status
+        assert "default-src 'none'" in headers["content-security-policy"], status
+
+
+def test_connections_past_the_cap_are_closed_at_once(started: Flow) -> None:
+    from loopauth.listener import MAX_CONNECTIONS, REQUEST_DEADLINE
+
+    port = urlsplit(started.redirect_uri).port
+    extra = 10
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=2)
+             for _ in range(MAX_CONNECTIONS + extra)]
+    started_at = time.monotonic()
+    closed = 0
+    for s in socks:
+        s.settimeout(0.05)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except TimeoutError:
+            pass
+        except OSError:
+            closed += 1
+    assert time.monotonic() - started_at < REQUEST_DEADLINE  # before any deadline expired
+    assert closed == extra, closed  # the listener held exactly MAX_CONNECTIONS open
+    for s in socks:
+        s.close()
