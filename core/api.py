@@ -16,7 +16,8 @@ def load_config(path: str | None = None) -> Config:
     return _load(path)
 
 
-def _provider(provider: str | Provider | None, config: str | None) -> Provider:
+def resolve_provider(provider: str | Provider | None, config: str | None = None) -> Provider:
+    """Return `provider` itself, or that provider (default: `default:`) from providers.yaml."""
     if isinstance(provider, Provider):
         return provider
     return _load(config).select(provider)
@@ -33,7 +34,7 @@ def login(
 ) -> Token:
     """Log in through the system browser and return the stored token."""
     return _login(
-        _provider(provider, config),
+        resolve_provider(provider, config),
         account=account,
         timeout=timeout,
         open_browser=open_browser,
@@ -49,7 +50,7 @@ def get_token(
     store: TokenStore | None = None,
 ) -> Token:
     """Return the stored token, refreshed first when it is expired or about to expire."""
-    return ensure_fresh(_provider(provider, config), account, store or TokenStore())
+    return ensure_fresh(resolve_provider(provider, config), account, store or TokenStore())
 
 
 def refresh(
@@ -60,7 +61,9 @@ def refresh(
     store: TokenStore | None = None,
 ) -> Token:
     """Refresh the stored token now and return the new one."""
-    return ensure_fresh(_provider(provider, config), account, store or TokenStore(), force=True)
+    return ensure_fresh(
+        resolve_provider(provider, config), account, store or TokenStore(), force=True
+    )
 
 
 def ensure_fresh(

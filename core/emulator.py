@@ -404,6 +404,11 @@ class OAuthEmulator(EmulatorServer):
         """The issuer identifier (the base URL)."""
         return self.url
 
+    def issued_access_tokens(self) -> set[str]:
+        """Every access token issued so far (expired or not)."""
+        with self._lock:
+            return set(self._access)
+
     def expire_access_tokens(self) -> None:
         """Make every access token issued so far expired."""
         with self._lock:

@@ -342,10 +342,10 @@ class TikTokShopAuth:
         config: str | None = None,
         store: TokenStore | None = None,
     ) -> None:
-        from loopauth.api import _provider
+        from loopauth.api import resolve_provider
         from loopauth.store import TokenStore
 
-        self.provider = _provider(provider, config)
+        self.provider = resolve_provider(provider, config)
         if not _ours(self.provider):
             raise loopauth.ConfigError(
                 f"{self.provider.name} uses plugin {self.provider.plugin}, not {PLUGIN}"

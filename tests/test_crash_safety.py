@@ -78,7 +78,7 @@ def test_killed_while_refreshing(tmp_path: Path, isolated: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             token = TokenStore().find("e")
-            issued_now = {g for g in emu._access}  # every access token the server issued
+            issued_now = emu.issued_access_tokens()
             assert token.access_token in issued_now  # the old one or a new one, intact
             issued.add(token.access_token)
         assert len(issued) > 1  # some refreshes did complete before their kill
