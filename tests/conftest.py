@@ -53,6 +53,28 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def tiktok_config(path: Path, emulator_url: str, port: int, *, name: str = "tiktok-shop",
+                  client_id: str = "demo-app-key", service_id: str = "7301234567890123456",
+                  secret_var: str = "TIKTOK_APP_SECRET", extra: str = "") -> Path:
+    """Write a providers.yaml with a tiktok_shop provider pointed at a TikTok Shop emulator."""
+    write_config(path, f"""
+        default: {name}
+        providers:
+          {name}:
+            plugin: tiktok_shop
+            client_id: {client_id}
+            client_secret: ${{{secret_var}}}
+            service_id: "{service_id}"
+            redirect_uri: http://localhost:{port}/
+            authorization_endpoint: {emulator_url}/open/authorize
+            token_endpoint: {emulator_url}/api/v2/token/get
+            refresh_endpoint: {emulator_url}/api/v2/token/refresh
+            api_base_url: {emulator_url}
+    """)
+    path.write_text(path.read_text() + extra)
+    return path
+
+
 @pytest.fixture
 def config(tmp_path: Path, emulator: OAuthEmulator) -> Path:
     """A providers.yaml with the emulator as its only provider."""

@@ -15,7 +15,7 @@ import pytest
 from loopauth.emulator import OAuthEmulator
 from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 
-from conftest import ARTIFACTS, free_port, write_config
+from conftest import ARTIFACTS, free_port, tiktok_config, write_config
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -115,19 +115,7 @@ def oauth2(tmp_path: Path) -> Iterator[tuple[OAuthEmulator, Path]]:
 def tiktok(tmp_path: Path) -> Iterator[tuple[TikTokShopEmulator, Path]]:
     port = free_port()
     with TikTokShopEmulator(redirect_url=f"http://localhost:{port}/") as emu:
-        yield emu, write_config(tmp_path / "t.yaml", f"""
-            providers:
-              tiktok-shop:
-                plugin: tiktok_shop
-                client_id: demo-app-key
-                client_secret: ${{TIKTOK_APP_SECRET}}
-                service_id: "7301234567890123456"
-                redirect_uri: http://localhost:{port}/
-                authorization_endpoint: {emu.url}/open/authorize
-                token_endpoint: {emu.url}/api/v2/token/get
-                refresh_endpoint: {emu.url}/api/v2/token/refresh
-                api_base_url: {emu.url}
-        """)
+        yield emu, tiktok_config(tmp_path / "t.yaml", emu.url, port)
 
 
 TIKTOK_ENV = {"TIKTOK_APP_SECRET": "demo-app-secret"}

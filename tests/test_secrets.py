@@ -78,27 +78,16 @@ def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
     """Every command, success and failure, -v and hook tracing on: no secret in any output."""
     from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 
-    from conftest import free_port
+    from conftest import free_port, tiktok_config
 
     port = free_port()
     emu = TikTokShopEmulator(app_key="key-1", app_secret=APP_SECRET, service_id="7301",
                              redirect_url=f"http://localhost:{port}/", access_token_lifetime=30,
                              rotate_refresh_tokens=True)  # 30 s: the first `token` refreshes
     with emu:
-        cfg = write_config(tmp_path / "p.yaml", f"""
-            providers:
-              shop:
-                plugin: tiktok_shop
-                client_id: key-1
-                client_secret: ${{APP_SECRET}}
-                service_id: "7301"
-                redirect_uri: http://localhost:{port}/
-                authorization_endpoint: {emu.url}/open/authorize
-                token_endpoint: {emu.url}/api/v2/token/get
-                refresh_endpoint: {emu.url}/api/v2/token/refresh
-                api_base_url: {emu.url}
-                refresh_leeway: 60
-        """)
+        cfg = tiktok_config(tmp_path / "p.yaml", emu.url, port, name="shop", client_id="key-1",
+                            service_id="7301", secret_var="APP_SECRET",
+                            extra="    refresh_leeway: 60\n")
         env = {"APP_SECRET": APP_SECRET, "LOOPAUTH_TRACE_HOOKS": "1"}
         texts: list[str] = []
         codes: list[str] = []

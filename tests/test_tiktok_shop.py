@@ -20,7 +20,7 @@ from loopauth.plugins.tiktok_shop import TikTokShopAuth, get_authorized_shops, s
 from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 from loopauth.store import TokenStore
 
-from conftest import cli, free_port, login, write_config
+from conftest import cli, free_port, login, tiktok_config, write_config
 
 KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 
@@ -43,22 +43,7 @@ def tiktok(port: int) -> Iterator[TikTokShopEmulator]:
 
 def shop_config(path: Path, emu: TikTokShopEmulator, port: int, extra: str = "") -> Path:
     """Write a providers.yaml whose tiktok-shop provider points at the emulator."""
-    write_config(path, f"""
-        default: tiktok-shop
-        providers:
-          tiktok-shop:
-            plugin: tiktok_shop
-            client_id: {KEY}
-            client_secret: ${{TIKTOK_APP_SECRET}}
-            service_id: "{SERVICE}"
-            redirect_uri: http://localhost:{port}/
-            authorization_endpoint: {emu.url}/open/authorize
-            token_endpoint: {emu.url}/api/v2/token/get
-            refresh_endpoint: {emu.url}/api/v2/token/refresh
-            api_base_url: {emu.url}
-    """)
-    path.write_text(path.read_text() + extra)
-    return path
+    return tiktok_config(path, emu.url, port, client_id=KEY, service_id=SERVICE, extra=extra)
 
 
 ENV = {"TIKTOK_APP_SECRET": SECRET}
