@@ -6,12 +6,13 @@ Plugins bend each step through hooks; everything here is the standard (RFC 6749/
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -101,22 +102,28 @@ def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def talking_to(url: str, timeout: float) -> Iterator[None]:
+    """Turn any failure of an exchange with `url` into a ProviderError that never quotes it."""
+    try:
+        yield
+    except LoopauthError:
+        raise
+    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
+        raise request_error(exc, url, timeout) from None
+
+
 def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
     """GET a JSON document from the provider with its timeout and the size cap."""
     import requests
 
     timeout = float(provider.get("http_timeout", 30.0))
-    try:
-        with requests.Session() as session:
-            session.trust_env = trust_env(url)
-            with session.get(
-                url, timeout=timeout, stream=True, allow_redirects=False, **kwargs
-            ) as resp:
-                return read_json(resp, what)
-    except LoopauthError:
-        raise
-    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
-        raise request_error(exc, url, timeout) from None
+    with talking_to(url, timeout), requests.Session() as session:
+        session.trust_env = trust_env(url)
+        with session.get(
+            url, timeout=timeout, stream=True, allow_redirects=False, **kwargs
+        ) as resp:
+            return read_json(resp, what)
 
 
 def trust_env(url: str) -> bool:
@@ -346,7 +353,7 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
     redact.protect(provider.client_secret, *request.params.values())
     session.register_compliance_hook("access_token_response", on_response)
     log.debug("%s %s (grant_type=%s)", request.method, safe_url(request.url), request.grant_type)
-    try:
+    with talking_to(request.url, timeout), session:
         session.fetch_token(
             request.url,
             method=request.method,
@@ -356,12 +363,6 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
             allow_redirects=False,
             **request.params,
         )
-    except LoopauthError:
-        raise
-    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
-        raise request_error(exc, request.url, timeout) from None
-    finally:
-        session.close()
     token = parsed[0]
     token.provider = provider.name
     if previous is not None:

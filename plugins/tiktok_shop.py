@@ -464,19 +464,13 @@ def get_authorized_shops(
     store: TokenStore | None = None,
 ) -> list[dict[str, Any]]:
     """Call Get Authorized Shops and return TikTok's list of shops."""
-    from loopauth.oauth import request_error
+    from loopauth.oauth import talking_to
 
     session = shop_session(provider, account=account, config=config, store=store)
     auth: TikTokShopAuth = session.auth  # type: ignore[assignment]
     url = f"{auth.provider.get('api_base_url')}{SHOPS_PATH}"
-    try:
-        with session:
-            resp = session.get(SHOPS_PATH, stream=True)
-            data = read_json(resp, f"{auth.provider.name}'s Shop API")
-    except loopauth.LoopauthError:
-        raise
-    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
-        raise request_error(exc, url, float(auth.provider.get("http_timeout", 30.0))) from None
+    with talking_to(url, float(auth.provider.get("http_timeout", 30.0))), session:
+        data = read_json(session.get(SHOPS_PATH, stream=True), f"{auth.provider.name}'s Shop API")
     shops = check_envelope(auth.provider, data).get("shops")
     if not isinstance(shops, list) or not all(isinstance(s, dict) for s in shops):
         raise ProviderError(f"{auth.provider.name}: Get Authorized Shops returned no shop list")
