@@ -40,14 +40,6 @@ providers:
 """
 
 
-def _has_browser() -> bool:
-    if os.environ.get("CI"):
-        return False
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def _redirect_port() -> int:
     """The seed's port 3017 when it is free, else any free one (the emulator is told which)."""
     for port in (3017, 0):
@@ -86,30 +78,28 @@ def main() -> int:
         print(f"demo: TikTok Shop emulator on {emulator.url}; config written to {config}")
         if port != 3017:
             print(f"demo: port 3017 is busy, so the redirect URL is http://localhost:{port}/")
-        interactive = _has_browser()
         cli = [sys.executable, "-m", "loopauth", "--config", config]
-        cmd = [
-            *cli,
-            "login",
-            PROVIDER,
-            "--output",
-            OUTPUT,
-            "--timeout",
-            "300" if interactive else "60",
-        ]
-        if not interactive:
+        cmd = [*cli, "login", PROVIDER, "--output", OUTPUT]
+        if os.environ.get("CI"):  # never pop a browser up on a CI machine or in the test suite
             cmd.append("--no-browser")
-            print(
-                "demo: no desktop browser here, so the demo plays the seller and clicks Authorize",
-                flush=True,
-            )
         print("demo: $ loopauth login tiktok-shop --output " + OUTPUT, flush=True)
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
+        play_the_seller = False
         for line in proc.stderr:
             sys.stderr.write(line)
             sys.stderr.flush()
-            if not interactive and line.startswith("http"):
+            # loopauth itself decides whether a browser could be opened; when none was, the
+            # demo answers the consent page as the seller would.
+            if line.startswith("Open this URL in a browser"):
+                play_the_seller = True
+                print(
+                    "demo: no browser was opened, so the demo plays the seller and clicks "
+                    "Authorize",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif play_the_seller and line.startswith("http"):
                 threading.Thread(target=browse, args=(line.strip(),), daemon=True).start()
         code = proc.wait()
         if code != 0:
