@@ -230,7 +230,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     from . import plugin_manager
 
     config = _config(args)
-    types = plugin_manager.provider_types()
+    types = config.plugins
     rows = []
     for name in config.names():
         provider = config.providers.get(name)

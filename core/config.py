@@ -300,7 +300,7 @@ def build_provider(
             key, _, message = problem.partition(": ")
             knode = raw.get(key, (node, None))[0]
             raise doc.error(knode, f"{prefix}.{key}" if message else prefix, message or problem)
-    return Provider(name, ptype, settings, source=doc.path)
+    return Provider(name, ptype, settings)
 
 
 def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:

@@ -89,13 +89,10 @@ class ProviderType:
 class Provider:
     """A configured provider: its name, its type and its resolved settings."""
 
-    def __init__(
-        self, name: str, ptype: ProviderType, settings: Mapping[str, Any], source: str = ""
-    ) -> None:
+    def __init__(self, name: str, ptype: ProviderType, settings: Mapping[str, Any]) -> None:
         self.name = name
         self.type = ptype
         self.settings = dict(settings)
-        self.source = source
         # Filled by discovery (RFC 8414 / OpenID) when `issuer` is set.
         self.metadata: dict[str, Any] = {}
 
@@ -114,9 +111,6 @@ class Provider:
         if value is None:
             value = self.metadata.get(key)
         return default if value is None else value
-
-    def __getitem__(self, key: str) -> Any:
-        return self.get(key)
 
     @property
     def client_secret(self) -> str | None:
