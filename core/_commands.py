@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import FlowCancelled, LoopauthError, UsageError
@@ -106,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     command("logout", "delete a stored token", cmd_logout)
 
     p = sub.add_parser(
+        "trust",
+        help="approve a providers.yaml in the current folder (like direnv allow)",
+        description="Approve a providers.yaml found in the current folder: loopauth uses such a "
+        "file only once you have approved its exact content. Files named with --config or "
+        "$LOOPAUTH_CONFIG, and the one in your user config folder, need no approval.",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        default="providers.yaml",
+        metavar="FILE",
+        help="default: ./providers.yaml",
+    )
+    p.add_argument("--revoke", action="store_true", help="withdraw the approval")
+    p.set_defaults(func=cmd_trust)
+
+    p = sub.add_parser(
         "emulator",
         help="run a local emulator of a provider's auth server",
         description="Run a local emulator of a provider's authorization server.",
@@ -131,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     """Parse and run a command; every LoopauthError becomes a message and its exit code."""
+    from .terminal import SafeStream
+
+    # Provider text (errors, account labels, shop names) is printed in many places: escaping
+    # control characters at the stream covers all of them, plugins' commands and logs included.
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(real[0]), SafeStream(real[1])
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = real
+
+
+def _run(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
@@ -138,17 +170,17 @@ def run(argv: list[str]) -> int:
         return exc.exit_code
     if args.verbose:
         # Our logger only: urllib3's debug lines would print token URLs (TikTok's hold its secret).
-        handler = logging.StreamHandler()
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("loopauth: %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     else:
-        logging.basicConfig(format="loopauth: %(message)s", level=logging.WARNING)
-    if not getattr(args, "command", None):
-        build_parser().print_help(sys.stderr)
-        return 2
-    _sigterm_as_interrupt()
+        logging.basicConfig(format="loopauth: %(message)s", level=logging.WARNING, force=True)
     try:
+        if not getattr(args, "command", None):
+            build_parser().print_help(sys.stderr)
+            return 2
+        _sigterm_as_interrupt()
         return int(args.func(args))
     except LoopauthError as exc:
         print(f"loopauth: {exc}", file=sys.stderr)
@@ -164,6 +196,9 @@ def run(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if args.verbose:
+            log.removeHandler(handler)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -209,18 +244,20 @@ def _when(ts: float | None) -> str:
 
 
 def _write_output(target: str, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    from .terminal import json_text
+
+    text = json_text(data, indent=2, ensure_ascii=False) + "\n"
     if target == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     if os.path.isdir(target):
         raise UsageError(f"--output {target} is a directory; name a file")
-    from .store import write_private
+    from . import private
 
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        write_private(target, text.encode("utf-8"))  # 0600: it holds tokens
+        private.make_dirs(os.path.dirname(os.path.abspath(target)))  # new folders 0700
+        private.write(target, text.encode("utf-8"))  # 0600: it holds tokens
     except OSError as exc:
         raise UsageError(f"cannot write --output {target}: {exc.strerror or exc}") from None
 
@@ -308,20 +345,22 @@ def cmd_login(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    raw = getattr(err, "raw", err)  # our own control sequences, past SafeStream
+
     def tick(left: float) -> None:
         mins, secs = divmod(int(left + 0.999), 60)
-        err.write(
+        raw.write(
             f"\r\x1b[2KWaiting for the redirect to {flow.redirect_uri}: "
             f"{mins}:{secs:02d} left (Ctrl+C to cancel)"
         )
-        err.flush()
+        raw.flush()
 
     try:
         flow.wait(timeout, on_tick=tick if tty else None)
     finally:
         if tty:
-            err.write("\r\x1b[2K")
-            err.flush()
+            raw.write("\r\x1b[2K")
+            raw.flush()
     token = flow.result()
     who = token.account_label or token.account
     extra = f" ({token.account_id})" if token.account_label and token.account_id else ""
@@ -410,6 +449,47 @@ def cmd_logout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    """Approve (or, with --revoke, stop approving) a providers.yaml in the current folder."""
+    from . import trust
+    from .config import parse, read_file
+
+    path = os.path.abspath(args.file)
+    if args.revoke:
+        done = trust.revoke(path)
+        print(f"{path}: " + ("approval withdrawn" if done else "was not approved"), file=sys.stderr)
+        return 0
+    if not os.path.lexists(path):
+        raise UsageError(f"{path} does not exist")
+    why = trust.file_problem(path)
+    if why:
+        raise UsageError(f"{path} {why}; loopauth never approves such a file")
+    data = read_file(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    config = parse(text, path)  # a broken file is refused before it is approved
+    digest = trust.approve(path, data)
+    print(f"Approved {path} (sha256 {digest[:16]}). Its providers send to:", file=sys.stderr)
+    for name in config.names():
+        provider = config.providers.get(name)
+        if provider is None:
+            print(f"  {name}: (not usable yet: {config.errors[name].message})", file=sys.stderr)
+            continue
+        hosts = sorted(
+            {
+                urlsplit(str(value)).netloc
+                for key, setting in provider.type.all_settings().items()
+                if setting.kind == "url"
+                and key != "redirect_uri"
+                and (value := provider.settings.get(key))
+            }
+        )
+        print(f"  {name}: {', '.join(hosts) or '(no endpoints)'}", file=sys.stderr)
+    return 0
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     """Run a local emulator until Ctrl+C."""
     from . import plugin_manager
@@ -430,7 +510,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         options["rotate_refresh_tokens"] = True
     try:
         emulator = factories[args.name](host=args.host, port=args.port, **options)
+        emulator.start()  # binds here, so a busy port is this clear error
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        busy = " (another program is listening there; pick another --port)" * (
+            exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1))
+        )
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}{busy}"
+        ) from None
     run(emulator)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -18,9 +19,11 @@ from . import paths
 from .errors import ConfigError
 from .provider import Provider, ProviderType, Setting
 
+log = logging.getLogger("loopauth.config")
+
 MAX_BYTES = 1 << 20
 MAX_NODES = 20_000
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always used with fullmatch
 ENV_RE = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 TOP_KEYS = ("default", "providers")
 WINDOWS_RESERVED = {
@@ -92,13 +95,13 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_url(value: str, *, redirect: bool = False) -> str | None:
-    """Return why `value` is not an acceptable URL, or None when it is."""
+def check_url(value: str, *, redirect: bool = False, detail: bool = True) -> str | None:
+    """Return why `value` is not an acceptable URL, or None (`detail`: may quote parts of it)."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        return f"is not a valid URL ({exc})"
+        return f"is not a valid URL ({exc})" if detail else "is not a valid URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http(s) URL with a host"
     if parts.fragment:
@@ -113,6 +116,23 @@ def check_url(value: str, *, redirect: bool = False) -> str | None:
     elif parts.scheme == "http" and not loopback:
         return "must use https (http:// is only allowed for loopback hosts)"
     return None
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, stopped while composing once the document has too many nodes."""
+
+    path = "providers.yaml"
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # Counted as the nodes are built: a 1 MiB flow list is half a million of them.
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise ConfigError(
+                f"has more than {MAX_NODES} YAML nodes; a providers.yaml is far smaller",
+                file=self.path,
+            )
+        return super().compose_node(parent, index)
 
 
 class _Doc:
@@ -184,8 +204,13 @@ def _substitute(value: Any, used: dict[str, str | None]) -> Any:
     return value
 
 
-def convert(kind: str, value: Any, setting: Setting, *, redirect: bool = False) -> Any:
-    """Convert one setting's value to its kind; raise ValueError with a message."""
+def convert(
+    kind: str, value: Any, setting: Setting, *, redirect: bool = False, shown: Any = None
+) -> Any:
+    """Convert one setting's value to its kind; raise ValueError with a message.
+
+    `shown` is what a message may quote instead of the value (its ${VAR} text).
+    """
     if value is None:
         return None
     if kind in ("str", "url"):
@@ -196,9 +221,9 @@ def convert(kind: str, value: Any, setting: Setting, *, redirect: bool = False) 
             hint = _did_you_mean(value, setting.choices)
             raise ValueError(f"must be one of: {', '.join(setting.choices)}{hint}")
         if kind == "url":
-            problem = check_url(value, redirect=redirect)
+            problem = check_url(value, redirect=redirect, detail=shown is None)
             if problem:
-                raise ValueError(f"{value!r} {problem}")
+                raise ValueError(f"{value if shown is None else shown!r} {problem}")
         return value
     if kind == "bool":
         if isinstance(value, bool):
@@ -244,7 +269,7 @@ def build_provider(
 ) -> Provider:
     """Check one provider's settings and return it, or raise a ConfigError naming the line."""
     prefix = f"providers.{name}"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise doc.error(node, prefix, "provider names use letters, digits, '.', '_' and '-' only")
     if name.split(".")[0].lower() in WINDOWS_RESERVED:  # the name becomes a directory
         raise doc.error(node, prefix, f"{name!r} is a reserved file name on Windows; pick another")
@@ -259,6 +284,7 @@ def build_provider(
     ptype = types[plugin]
     schema = ptype.all_settings()
     settings: dict[str, Any] = {}
+    secret_env: set[str] = set()
     for key, (knode, value) in raw.items():
         if key == "plugin":
             continue
@@ -269,8 +295,9 @@ def build_provider(
                 f"unknown setting for plugin {plugin}{_did_you_mean(key, list(schema))}",
             )
         setting = schema[key]
+        here: dict[str, str | None] = {}
         try:
-            value = _substitute(value, used)
+            substituted = _substitute(value, here)
         except LookupError as exc:
             raise doc.error(
                 knode,
@@ -279,10 +306,17 @@ def build_provider(
             ) from None
         except ValueError as exc:
             raise doc.error(knode, f"{prefix}.{key}", str(exc)) from None
+        used.update(here)
+        if setting.secret:
+            secret_env.update(here)
+        # An error shows the ${VAR} text as written, never the value it stood for.
+        shown = value if here else None
         try:
-            settings[key] = convert(setting.kind, value, setting, redirect=key == "redirect_uri")
+            settings[key] = convert(
+                setting.kind, substituted, setting, redirect=key == "redirect_uri", shown=shown
+            )
         except ValueError as exc:
-            message = str(exc) if not setting.secret else "has the wrong type (must be a string)"
+            message = f"has the wrong type ({exc})" if setting.secret else str(exc)
             raise doc.error(knode, f"{prefix}.{key}", message) from None
     for key, setting in schema.items():
         if settings.get(key) is None and setting.default is not None:
@@ -300,14 +334,16 @@ def build_provider(
             key, _, message = problem.partition(": ")
             knode = raw.get(key, (node, None))[0]
             raise doc.error(knode, f"{prefix}.{key}" if message else prefix, message or problem)
-    return Provider(name, ptype, settings)
+    provider = Provider(name, ptype, settings)
+    provider.secret_env = frozenset(secret_env)
+    return provider
 
 
 def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
     """Find and load providers.yaml; file-level problems raise, provider problems wait for use."""
-    path = paths.find_config(explicit)
-    if path is None:
-        where = paths.config_candidates(explicit)
+    found = paths.find_config(explicit)
+    if found is None:
+        where = [c for c, _ in paths.config_candidates(explicit)]
         if explicit or os.environ.get("LOOPAUTH_CONFIG"):
             raise ConfigError(f"config file {where[0]} does not exist")
         raise ConfigError(
@@ -315,13 +351,11 @@ def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
             + " and ".join(where)
             + "); pass --config FILE or set LOOPAUTH_CONFIG"
         )
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", file=path) from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError("file is larger than 1 MiB", file=path)
+    path, origin = found
+    data = read_file(path)
+    if origin == paths.CURRENT_FOLDER:
+        require_trust(path, data)
+    log.debug("using %s (from %s)", path, origin)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -334,13 +368,54 @@ def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
     return config
 
 
+def read_file(path: str) -> bytes:
+    """Read a providers.yaml, refusing one over the size cap before anything parses it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", file=path) from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"is larger than {MAX_BYTES // 1024} KiB; refused", file=path)
+    return data
+
+
+def require_trust(path: str, data: bytes) -> None:
+    """Refuse a current-folder providers.yaml the user has not approved (or that changed)."""
+    from . import trust
+
+    why = trust.file_problem(path)
+    if why:
+        raise ConfigError(
+            f"{why}, so loopauth never uses it from the current folder; "
+            "pass your own file with --config FILE",
+            file=path,
+        )
+    if trust.is_trusted(path, data):
+        return
+    approved = path in trust.load() or os.path.normcase(path) in trust.load()
+    state = (
+        "has changed since you approved it"
+        if approved
+        else "is in the current folder and has not been approved"
+    )
+    raise ConfigError(
+        f"{state}: it decides where your tokens and secrets are sent. Read it, then run: "
+        f"loopauth trust {path} (or pass your own file with --config FILE)",
+        file=path,
+    )
+
+
 def parse(text: str, path: str = "providers.yaml") -> Config:
     """Parse providers.yaml text into a Config."""
     from .plugin_manager import provider_types
 
     types = provider_types()
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"is larger than {MAX_BYTES // 1024} KiB; refused", file=path)
     try:
-        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        loader = _Loader(text)  # checks for unprintable characters already
+        loader.path = path
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"invalid YAML: {getattr(exc, 'reason', None) or exc.__class__.__name__}", file=path
@@ -353,7 +428,7 @@ def parse(text: str, path: str = "providers.yaml") -> Config:
         loader.dispose()
 
 
-def _parse(loader: yaml.SafeLoader, path: str, types: Mapping[str, ProviderType]) -> Config:
+def _parse(loader: _Loader, path: str, types: Mapping[str, ProviderType]) -> Config:
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

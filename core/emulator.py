@@ -900,6 +900,18 @@ def _fetch(
         return int(resp.status), resp.headers, resp.read()
 
 
+def _follow_launch_page(url: str) -> str:
+    """Read a local page (loopauth's launch page) and return where its meta refresh leads."""
+    from urllib.request import url2pathname
+
+    with open(url2pathname(urllib.parse.urlsplit(url).path), encoding="utf-8") as f:
+        text = f.read()
+    found = re.search(r'http-equiv="refresh" content="\d+;url=([^"]+)"', text)
+    if found is None:
+        raise ValueError(f"{url} does not forward anywhere")
+    return html.unescape(found.group(1))
+
+
 def browse(
     url: str,
     *,
@@ -915,6 +927,8 @@ def browse(
     """
     # An explicit empty ProxyHandler: loopback traffic must not go through *_proxy settings.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    if urllib.parse.urlsplit(url).scheme == "file":
+        url = _follow_launch_page(url)
     hops: list[str] = []
     data: bytes | None = None
     submitted = False

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import paths
+from . import paths, private
 from .token import Token
 
 TYPE_CHECKING = False
@@ -46,22 +46,24 @@ def write_cache(config: Config) -> None:
             "broken": sorted(config.errors),
         }
         path = _cache_path(config.path)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # the cache only saves time; the full loader still works without it
+        private.make_dirs(os.path.dirname(path))
+        private.write(path, json.dumps(data).encode())
+    except (OSError, private.UnsafePath) as exc:
+        # The cache only saves time; the full loader works without it. An unsafe cache folder
+        # is worth a word: someone else may be trying to plant one.
+        if isinstance(exc, private.UnsafePath):
+            import logging
+
+            logging.getLogger("loopauth").warning("not caching providers.yaml: %s", exc)
 
 
 def read_cache(config_path: str) -> dict[str, object] | None:
     """Return the cached settings when they still match providers.yaml, else None."""
     try:
         st = os.stat(config_path)
-        with open(_cache_path(config_path), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        # Only a cache of our own in a private folder: a planted one could skip refreshes.
+        data = json.loads(private.read(_cache_path(config_path), 1 << 20))
+    except (OSError, ValueError, private.UnsafePath):
         return None
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return None
@@ -138,9 +140,16 @@ def _try_token(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     config_arg, provider, account, as_json = parsed
-    config_path = paths.find_config(config_arg)
-    if config_path is None:
+    found = paths.find_config(config_arg)
+    if found is None:
         return None
+    config_path, origin = found
+    if origin == paths.CURRENT_FOLDER:  # an unapproved file: the full CLI says why
+        from . import trust
+
+        with open(config_path, "rb") as f:
+            if not trust.is_trusted(config_path, f.read()):
+                return None
     cache = read_cache(config_path)
     if cache is None:
         return None

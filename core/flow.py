@@ -59,6 +59,7 @@ class Flow:
         self.redirect_uri: str | None = None
         self._request: oauth.AuthorizationRequest | None = None
         self._listener: Listener | None = None
+        self._launch_page: str | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
 
@@ -104,12 +105,14 @@ class Flow:
             and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
         ):
             return False  # no desktop: webbrowser would start a text browser in this terminal
-        import webbrowser
+        from . import browser
 
-        try:
-            return webbrowser.open(self.authorization_url)
-        except webbrowser.Error:
-            return False
+        # Never the URL itself on the browser's command line: other users can read it there.
+        self._launch_page = browser.write_page(self.authorization_url)
+        if browser.open_page(self._launch_page, hide_env=self.provider.secret_env):
+            return True
+        browser.remove_page(self._launch_page)
+        return False
 
     def wait(
         self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
@@ -179,6 +182,9 @@ class Flow:
 
     def _close(self) -> None:
         self._done.set()
+        from . import browser
+
+        browser.remove_page(self._launch_page)
         if self._listener is not None:
             # Closing from a separate thread: this may run inside a listener request thread.
             threading.Thread(target=self._listener.close, daemon=True).start()
@@ -200,6 +206,15 @@ class Flow:
                     "Unexpected request",
                     "This request did not carry the state of the login in progress and was "
                     "ignored. The login is still waiting.",
+                )
+            if not self._iss_from_this_server(params.get("iss")):
+                # RFC 9700 §4.4: an answer naming another server is a mix-up; like a wrong
+                # state it is ignored, and the real redirect may still come.
+                log.debug("callback with an iss from another server ignored")
+                return 400, pages.notice(
+                    "Unexpected request",
+                    "This answer names another server (iss) than the one this login went to "
+                    "and was ignored. The login is still waiting.",
                 )
             self.state = State.WAITING_FOR_TOKEN  # the state is single use from here on
             self.callback_params = dict(params)
@@ -235,6 +250,7 @@ class Flow:
             with self._lock:
                 if self.state is not State.WAITING_FOR_TOKEN:  # cancelled meanwhile
                     return 409, pages.notice("Cancelled", "The login was cancelled.")
+            token.bound_to = oauth.binding(self.provider)
             self.saved_to = self.store.save(token)
             self.token = token
         except LoopauthError as exc:
@@ -259,6 +275,12 @@ class Flow:
         )
         return (403 if denied else 502), page
 
+    def _iss_from_this_server(self, iss: str | None) -> bool:
+        """With no known issuer, an `iss` must name the authorization endpoint's origin."""
+        if iss is None or self.provider.get("issuer"):
+            return True  # a known issuer is checked, strictly, by _check_issuer
+        return _origin(iss) == _origin(self.authorization_url or "")
+
     def _check_issuer(self, params: dict[str, str]) -> None:
         """RFC 9207: a mismatched iss, or a missing one from a server that sends it, is a mix-up."""
         expected = self.provider.get("issuer")
@@ -277,6 +299,20 @@ class Flow:
                 f"{self.provider.name}: the redirect carried no iss although the "
                 "provider sends one (RFC 9207); login refused"
             )
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Return (scheme, host, port) of a URL, the default port made explicit; None if invalid."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
 
 
 def login(

@@ -364,12 +364,71 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
             **request.params,
         )
     token = parsed[0]
+    for key, value in (
+        ("access_token", token.access_token),
+        ("refresh_token", token.refresh_token),
+    ):
+        if value and not (value.isascii() and value.isprintable()):
+            # RFC 6749 A.12: printable ASCII only; anything else is garbage, or an attack on
+            # the terminal that `loopauth token` prints it to.
+            raise ProviderError(
+                f"{provider.name}: the token response's {key} has characters a token cannot have"
+            )
     token.provider = provider.name
     if previous is not None:
         token.account_id = token.account_id or previous.account_id
         token.account_label = token.account_label or previous.account_label
         token.extra = {**previous.extra, **token.extra}
     return token
+
+
+BINDING_KEYS = ("token_endpoint", "refresh_endpoint", "issuer", "client_id")
+
+
+def binding(provider: Provider) -> dict[str, str | None]:
+    """Return who issues this provider's tokens: the endpoints, issuer and client id in use."""
+    token_endpoint = endpoint(provider, "token_endpoint")
+    issuer = provider.get("issuer")
+    client_id = provider.get("client_id")
+    return {
+        "token_endpoint": token_endpoint,
+        "refresh_endpoint": str(provider.get("refresh_endpoint") or token_endpoint),
+        "issuer": str(issuer) if issuer else None,
+        "client_id": str(client_id) if client_id else None,
+    }
+
+
+def check_binding(provider: Provider, token: Token, current: Mapping[str, str | None]) -> None:
+    """Raise NoTokenError (exit 6, nothing sent) when `token` was issued for another setup."""
+    bound = token.bound_to
+    changed = [k for k in BINDING_KEYS if k in bound and bound.get(k) != current.get(k)]
+    if not changed:
+        return
+    from .errors import NoTokenError
+
+    key = changed[0]
+
+    def where(values: Mapping[str, str | None]) -> str:
+        value = values.get(key)
+        if key == "client_id":
+            return f"client id {value!r}"
+        if not value:
+            return f"no {key}"
+        host = urlsplit(value).netloc
+        endpoint_text = safe_url(value)
+        same_host = (
+            host
+            == urlsplit(str(bound.get(key) or "")).netloc
+            == urlsplit(str(current.get(key) or "")).netloc
+        )
+        return endpoint_text if same_host else host
+
+    who = token.account_label or token.account
+    raise NoTokenError(
+        f"the token for {provider.name} ({who}) was issued by {where(bound)} ({key}); "
+        f"providers.yaml now names {where(current)}. loopauth sent nothing. If the change is "
+        f"intended, run: loopauth login {provider.name}"
+    )
 
 
 def exchange_code(

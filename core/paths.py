@@ -36,19 +36,32 @@ def home() -> str:
     return os.environ.get("LOOPAUTH_HOME") or user_data_dir()
 
 
-def config_candidates(explicit: str | None = None) -> list[str]:
-    """Return where providers.yaml is looked for, in order."""
+# Where a providers.yaml came from; only the current folder's needs the user's approval.
+EXPLICIT, ENVIRONMENT, CURRENT_FOLDER, USER_CONFIG = (
+    "--config",
+    "$LOOPAUTH_CONFIG",
+    "the current folder",
+    "the user config folder",
+)
+
+
+def config_candidates(explicit: str | None = None) -> list[tuple[str, str]]:
+    """Return where providers.yaml is looked for, in order, each with its origin."""
     if explicit:
-        return [explicit]
+        return [(explicit, EXPLICIT)]
     env = os.environ.get("LOOPAUTH_CONFIG")
     if env:
-        return [env]
-    return ["providers.yaml", os.path.join(user_config_dir(), "providers.yaml")]
+        return [(env, ENVIRONMENT)]
+    user = os.path.join(user_config_dir(), "providers.yaml")
+    here = os.path.abspath("providers.yaml")
+    if os.path.normcase(here) == os.path.normcase(os.path.abspath(user)):
+        return [(user, USER_CONFIG)]
+    return [("providers.yaml", CURRENT_FOLDER), (user, USER_CONFIG)]
 
 
-def find_config(explicit: str | None = None) -> str | None:
-    """Return the absolute path of the providers.yaml in use, or None when there is none."""
-    for candidate in config_candidates(explicit):
+def find_config(explicit: str | None = None) -> tuple[str, str] | None:
+    """Return the absolute path of the providers.yaml in use and its origin, or None."""
+    for candidate, origin in config_candidates(explicit):
         if os.path.isfile(candidate):
-            return os.path.abspath(candidate)
+            return os.path.abspath(candidate), origin
     return None

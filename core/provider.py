@@ -37,7 +37,9 @@ BASE_SETTINGS: dict[str, Setting] = {
     "userinfo_endpoint": Setting("url", help="userinfo endpoint, used to name the account"),
     "scope": Setting("scope", default=[], help="scopes to request (string or list)"),
     "auth_params": Setting("map", default={}, help="extra authorization URL parameters"),
-    "token_params": Setting("map", default={}, help="extra token request parameters"),
+    "token_params": Setting(
+        "map", default={}, secret=True, help="extra token request parameters (may hold secrets)"
+    ),
     "token_endpoint_auth_method": Setting(
         choices=("client_secret_basic", "client_secret_post", "none"),
         help="client authentication at the token endpoint (default: basic with a secret, "
@@ -95,6 +97,8 @@ class Provider:
         self.settings = dict(settings)
         # Filled by discovery (RFC 8414 / OpenID) when `issuer` is set.
         self.metadata: dict[str, Any] = {}
+        # Environment variables its secret settings came from: kept from the browser's env.
+        self.secret_env: frozenset[str] = frozenset()
 
     @property
     def plugin(self) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 
-from . import paths
+from . import paths, private
 from .errors import LoopauthError, NoTokenError, UsageError
 from .token import Token
 
@@ -38,10 +37,7 @@ def _file_stem(account_id: str) -> str:
     return f"{slug}-{hashlib.sha256(account_id.encode()).hexdigest()[:10]}"
 
 
-def _private_dir(path: str) -> None:
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    if os.name == "posix":  # on Windows the per-user profile's ACL already keeps others out
-        os.chmod(path, 0o700)
+MAX_TOKEN_FILE = 1 << 20
 
 
 class TokenStore:
@@ -62,11 +58,20 @@ class TokenStore:
         """Return the token file of one account."""
         return os.path.join(self.provider_dir(provider), _file_stem(account_id) + ".json")
 
-    def read(self, path: str) -> Token:
-        """Read one token file; a damaged file is an error that names it."""
+    def read(self, path: str, *, folder_checked: bool = False) -> Token:
+        """Read one token file; a damaged file is an error that names it, a planted one too."""
         try:
-            with open(path, "rb") as f:
-                return Token.from_dict(json.loads(f.read()))
+            if not folder_checked:
+                self._check_folder(os.path.dirname(path))
+            why = private.problem(path)
+            if why:  # a token planted by another user would be printed and sent as ours
+                raise private.refusal(path, why, "token file")
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+            with os.fdopen(os.open(path, flags), "rb") as f:
+                data = f.read(MAX_TOKEN_FILE + 1)
+            if len(data) > MAX_TOKEN_FILE:
+                raise ValueError("larger than 1 MiB")
+            return Token.from_dict(json.loads(data))
         except FileNotFoundError:
             raise
         except (OSError, ValueError, RecursionError) as exc:
@@ -92,10 +97,11 @@ class TokenStore:
             files = sorted(f for f in os.listdir(folder) if f.endswith(".json") and f[0] != ".")
         except (FileNotFoundError, NotADirectoryError):
             return []
+        self._check_folder(folder)
         tokens = []
         for name in files:
             try:
-                tokens.append(self.read(os.path.join(folder, name)))
+                tokens.append(self.read(os.path.join(folder, name), folder_checked=True))
             except FileNotFoundError:  # logged out by another process meanwhile
                 continue
         return tokens
@@ -134,7 +140,7 @@ class TokenStore:
         path = self.path_for(provider, account_id)[: -len(".json")] + ".lock"
         if path not in self._locks:
             self.check_writable(provider)
-            self._locks[path] = FileLock(path, timeout=120)
+            self._locks[path] = FileLock(path, timeout=120, mode=0o600)
         return self._locks[path]
 
     def save(self, token: Token) -> str:
@@ -147,7 +153,7 @@ class TokenStore:
         try:
             with self.lock(token.provider, token.account):
                 self._sweep(os.path.dirname(path), os.path.basename(path))
-                write_private(path, data)
+                private.write(path, data)
         except OSError as exc:
             raise StoreWriteError(
                 f"cannot save the token to {path}: {exc.strerror or exc}; "
@@ -159,8 +165,10 @@ class TokenStore:
         """Fail early (before a login spends its code) when tokens can't be stored."""
         folder = self.provider_dir(provider)
         try:
-            _private_dir(self.root)
-            _private_dir(folder)
+            private.make_dirs(folder)
+            # Folders an older version (or a umask of 000) left open are closed again here.
+            private.secure_dir(os.path.dirname(self.root), follow=True)
+            private.secure_dir(self.root)
             if not os.access(folder, os.W_OK):
                 raise PermissionError(13, "permission denied")
         except OSError as exc:
@@ -181,6 +189,15 @@ class TokenStore:
         return True
 
     @staticmethod
+    def _check_folder(folder: str) -> None:
+        try:
+            why = private.problem(folder)
+        except FileNotFoundError:
+            return
+        if why:
+            raise private.refusal(folder, why, "the token folder")
+
+    @staticmethod
     def _sweep(folder: str, stem: str) -> None:
         # Temp files of a killed writer: safe to delete because we hold this account's lock.
         for name in os.listdir(folder):
@@ -192,43 +209,5 @@ class TokenStore:
 
 
 def write_private(path: str, data: bytes) -> None:
-    """Write `data` to `path` atomically: a 0600 temp file beside it, fsync, os.replace."""
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _replace(tmp: str, path: str) -> None:
-    # On Windows a reader holding the file open makes os.replace fail for a moment: retry.
-    for attempt in range(20):
-        try:
-            os.replace(tmp, path)
-            return
-        except PermissionError:
-            if os.name != "nt" or attempt == 19:
-                raise
-            import time
-
-            time.sleep(0.05)
-
-
-def _fsync_dir(folder: str) -> None:
-    if os.name != "posix":  # directories can't be opened for fsync on Windows
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write `data` to `path` atomically as a 0600 file (kept for plugins; see private.write)."""
+    private.write(path, data)

@@ -18,6 +18,7 @@ class Token:
         "access_token",
         "account_id",
         "account_label",
+        "bound_to",
         "expires_at",
         "extra",
         "obtained_at",
@@ -44,6 +45,7 @@ class Token:
         raw: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         obtained_at: float | None = None,
+        bound_to: dict[str, str | None] | None = None,
     ) -> None:
         self.access_token = access_token
         self.provider = provider
@@ -57,6 +59,8 @@ class Token:
         self.raw = dict(raw or {})
         self.extra = dict(extra or {})
         self.obtained_at = time.time() if obtained_at is None else obtained_at
+        # Who issued it (token and refresh endpoints, issuer, client id): refresh goes only there.
+        self.bound_to = dict(bound_to or {})
 
     def __repr__(self) -> str:
         # Never the token values: reprs end up in logs and tracebacks.
@@ -114,6 +118,8 @@ class Token:
         """Return the stored form."""
         data = {"version": FORMAT_VERSION, **self.public_dict()}
         del data["has_refresh_token"]
+        if self.bound_to:
+            data["bound_to"] = self.bound_to
         data.update(
             access_token=self.access_token,
             refresh_token=self.refresh_token,
@@ -131,6 +137,8 @@ class Token:
         for key in ("provider", "token_type", "refresh_token", "account_id", "account_label"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ValueError(f"{key} is not a string")
+        if not _vschar(data["access_token"]) or not _vschar(data.get("refresh_token") or ""):
+            raise ValueError("a token holds characters no token can have (RFC 6749 A.12)")
         for key in ("expires_at", "refresh_expires_at", "obtained_at"):
             value = data.get(key)
             if value is not None and (
@@ -147,6 +155,12 @@ class Token:
         for key in ("raw", "extra"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise ValueError(f"{key} is not an object")
+        bound = data.get("bound_to")
+        if bound is not None and (
+            not isinstance(bound, dict)
+            or not all(isinstance(v, str | None) for v in bound.values())
+        ):
+            raise ValueError("bound_to is not an object of strings")
         return cls(
             data["access_token"],
             provider=str(data.get("provider") or ""),
@@ -160,4 +174,10 @@ class Token:
             raw=data.get("raw") or {},
             extra=data.get("extra") or {},
             obtained_at=data.get("obtained_at"),
+            bound_to=bound,
         )
+
+
+def _vschar(value: str) -> bool:
+    """Return True for RFC 6749's VSCHAR strings: printable ASCII, nothing a terminal obeys."""
+    return value.isascii() and value.isprintable()

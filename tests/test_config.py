@@ -209,6 +209,9 @@ def test_config_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     out = cli("providers", "--json")
     assert '"fromuser"' in out.stdout, out.stderr
     write_config(tmp_path / "providers.yaml", GOOD.replace("emu", "fromcwd"))
+    refused = cli("providers", "--json")  # the current folder's file needs approval first
+    assert refused.returncode == 2 and "loopauth trust" in refused.stderr
+    assert cli("trust").returncode == 0
     assert '"fromcwd"' in cli("providers", "--json").stdout
     env_cfg = write_config(tmp_path / "env.yaml", GOOD.replace("emu", "fromenv"))
     assert '"fromenv"' in cli("providers", "--json", env={"LOOPAUTH_CONFIG": str(env_cfg)}).stdout
@@ -302,8 +305,17 @@ def test_each_error_kind_through_the_cli(tmp_path: Path, body: str, expected: st
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("value", ["2024-02-30", "1" + "0" * 4300, "!!int 0x", "!!float abc",
-                                   "9999-12-31 23:59:60", "!!timestamp x"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-02-30",
+        "1" + "0" * 4300,
+        "!!int 0x",
+        "!!float abc",
+        "9999-12-31 23:59:60",
+        "!!timestamp x",
+    ],
+)
 def test_values_yaml_itself_rejects(value: str, tmp_path: Path) -> None:
     text = f"providers:\n  emu:\n    issuer: https://a.example\n    client_id: {value}\n"
     with pytest.raises(ConfigError) as info:

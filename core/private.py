@@ -1,0 +1,147 @@
+"""Private files and folders: made 0700/0600 without predictable names, checked before trust.
+
+Kept import-light: the cached-token path checks the files it reads with these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+from .errors import LoopauthError
+
+POSIX = os.name == "posix"
+
+
+class UnsafePath(LoopauthError):
+    """A file or folder loopauth would trust is not private to this user."""
+
+    exit_code = 2
+
+
+def problem(path: str, *, follow: bool = False) -> str | None:
+    """Return why `path` is not private to this user, or None (always None off POSIX).
+
+    Raises OSError (FileNotFoundError...) when it cannot be looked at.
+    """
+    if not POSIX:  # Windows: the per-user profile's ACL keeps other users out
+        return None
+    st = os.stat(path) if follow else os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if st.st_uid != os.geteuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return "is writable by group or others"
+    return None
+
+
+def refusal(path: str, why: str, what: str = "") -> UnsafePath:
+    """Return the error for an unsafe path: what it is, why, and how to fix it."""
+    if "writable" in why:
+        fix = f"if nobody else could have changed it, run: chmod go-w {path}"
+    elif "symbolic" in why:
+        fix = "replace the link with a real file or folder of your own"
+    else:
+        fix = "remove it (it may have been planted), and keep LOOPAUTH_HOME private to you"
+    name = f"{what} {path}" if what else path
+    return UnsafePath(f"{name} {why}; loopauth does not trust it: {fix}")
+
+
+def check(path: str, what: str = "") -> None:
+    """Raise UnsafePath unless `path` and its folder are this user's and writable only by them."""
+    for target, follow in ((path, False), (os.path.dirname(os.path.abspath(path)), True)):
+        why = problem(target, follow=follow)
+        if why:
+            raise refusal(target, why, what if target == path else "the folder")
+
+
+def make_dirs(path: str) -> None:
+    """Create `path` and any missing parents 0700 (whatever the umask); check the leaf."""
+    path = os.path.abspath(path)
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        if POSIX:  # mkdir's mode is filtered by the umask; 0700 exactly
+            os.chmod(folder, 0o700)
+    secure_dir(path, follow=path not in missing)
+
+
+def secure_dir(path: str, *, follow: bool = False) -> None:
+    """Make one of loopauth's own folders 0700; refuse another user's folder, or a link.
+
+    `follow` accepts a link (for the data home, which a user may keep elsewhere).
+    """
+    if not POSIX:
+        return
+    st = os.stat(path) if follow else os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise refusal(path, "is a symbolic link", "the folder")
+    if st.st_uid != os.geteuid():
+        raise refusal(path, f"is owned by another user (uid {st.st_uid})", "the folder")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def write(path: str, data: bytes) -> None:
+    """Write `data` to `path` atomically: a 0600 temp file beside it, fsync, os.replace."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    # mkstemp: O_EXCL with a random name, so no planted file or link is ever written through.
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _replace(tmp: str, path: str) -> None:
+    # On Windows a reader holding the file open makes os.replace fail for a moment: retry.
+    for attempt in range(20):
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 19:
+                raise
+            import time
+
+            time.sleep(0.05)
+
+
+def _fsync_dir(folder: str) -> None:
+    if not POSIX:  # directories can't be opened for fsync on Windows
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path: str, limit: int, what: str = "") -> bytes:
+    """Read at most `limit` + 1 bytes of a file after checking it is private to this user."""
+    check(path, what)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit + 1)
