@@ -10,6 +10,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -25,7 +26,7 @@ Handler = Callable[[dict[str, str]], tuple[int, str]]
 MAX_CONNECTIONS = 64
 READ_TIMEOUT = 10.0
 REQUEST_DEADLINE = 5.0  # for the whole request head: slow-drip clients can't hold a slot
-CLOSE_WAIT = 2.0
+CLOSE_WAIT = 2.0  # in all, after the reply: a client that keeps talking can't hold a slot
 
 
 class ListenError(LoopauthError):
@@ -36,6 +37,66 @@ class ListenError(LoopauthError):
 
 class PortBusy(ListenError):
     """The redirect URI's fixed port is taken."""
+
+
+class _Reaper:
+    """Cuts connections whose deadline passed: one thread per server, not one per connection."""
+
+    def __init__(self, name: str) -> None:
+        self._deadlines: dict[socket.socket, float] = {}
+        self._changed = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Cut what is still watched, and wait for the thread to end (it may never have started)."""
+        with self._changed:
+            # The listener is closing: a request still on its way would find nobody to serve it.
+            self._stopped = True
+            for sock in self._deadlines:
+                _cut(sock)
+            self._deadlines.clear()
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def watch(self, sock: socket.socket, seconds: float) -> None:
+        """Cut `sock` in `seconds` unless it is forgotten before."""
+        with self._changed:
+            if self._stopped:  # accepted just before the listener closed
+                _cut(sock)
+                return
+            self._deadlines[sock] = time.monotonic() + seconds
+            self._changed.notify()
+
+    def forget(self, sock: socket.socket) -> bool:
+        """Stop watching `sock`; return False when its deadline had already cut it."""
+        with self._changed:
+            return self._deadlines.pop(sock, None) is not None
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._stopped:
+                now = time.monotonic()
+                for sock, deadline in list(self._deadlines.items()):
+                    if deadline <= now:
+                        # Under the lock: once forget() has returned, the socket is not touched.
+                        del self._deadlines[sock]
+                        _cut(sock)
+                soonest = min(self._deadlines.values(), default=None)
+                self._changed.wait(None if soonest is None else soonest - now)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Wake the thread reading `sock`, and have its close reset rather than linger."""
+    with contextlib.suppress(OSError):
+        # A reset leaves no TIME_WAIT behind on a fixed port (see _let_client_close_first).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Server(ThreadingHTTPServer):
@@ -50,7 +111,14 @@ class _Server(ThreadingHTTPServer):
         self.address_family = family
         self.listener = listener
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # Made before binding: a failed bind calls server_close(), which stops it.
+        self.reaper = _Reaper(f"loopauth-reaper-{address[1]}")
         super().__init__(address, _RequestHandler)
+        self.reaper.start()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.reaper.stop()
 
     def server_bind(self) -> None:
         if os.name == "nt":  # Windows lets others bind the same port unless told otherwise
@@ -90,36 +158,44 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._watchdog = threading.Timer(REQUEST_DEADLINE, self._abort)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        # READ_TIMEOUT bounds each read; this bounds the whole request head.
+        self.server.reaper.watch(self.connection, REQUEST_DEADLINE)
 
-    def _abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        # The head is in: handling it may wait on the token endpoint, which the deadline must
+        # not cut. A head the deadline did cut only looks complete (EOF ends the headers).
+        if not self.server.reaper.forget(self.connection):
+            self.close_connection = True
+            return False
+        return parsed
 
     def finish(self) -> None:
-        self._watchdog.cancel()
+        self.server.reaper.forget(self.connection)  # e.g. the client closed before a full head
         super().finish()
 
     def _let_client_close_first(self) -> None:
         # Whoever closes first keeps the port in TIME_WAIT for a minute, and without
         # SO_REUSEADDR that would make the next login on a fixed port fail: let the browser
-        # close first, and reset the connection if it does not.
+        # close first, and reset the connection if it does not within CLOSE_WAIT in all
+        # (a deadline per read would let a client that keeps sending hold its slot forever).
         sock = self.connection
+        deadline = time.monotonic() + CLOSE_WAIT
         try:
-            sock.settimeout(CLOSE_WAIT)
-            while sock.recv(4096):
-                pass
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(4096):
+                    return  # the browser closed first
         except OSError:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            pass
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self._reply(code, pages.notice(f"Error {code}", message or "Bad request"))
 
     def _reply(self, status: int, body: str) -> None:
-        self._watchdog.cancel()
+        self.server.reaper.forget(self.connection)  # an error may be answered before the head is in
         data = body.encode("utf-8")
         try:
             self.send_response(status)
