@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -222,3 +222,34 @@ def test_missing_chromium_skips_locally_and_fails_in_ci(tmp_path: Path, ci: str,
                           cwd=Path(__file__).parent.parent)
     assert f"1 {outcome}" in proc.stdout, proc.stdout[-500:]
     assert "no-chromium is not installed" in proc.stdout or outcome == "skipped"
+
+
+def test_launch_page_takes_chromium_to_the_login(browser: object, tmp_path: Path,
+                                                 oauth2: tuple[OAuthEmulator, Path]) -> None:
+    """The browser gets a private local page, not the URL: Chromium follows it to the login."""
+    emu, cfg = oauth2
+    record = tmp_path / "argv.txt"
+    script = tmp_path / "browser.py"
+    script.write_text("import sys\nopen(sys.argv[2], 'w').write(sys.argv[1])\n")
+    proc = subprocess.Popen([sys.executable, "-m", "loopauth", "--config", str(cfg), "login"],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "BROWSER": f"{sys.executable} {script} %s {record}"})
+    assert proc.stderr is not None
+    url = next(line.strip() for line in proc.stderr if line.startswith("http"))
+    launched = record.read_text()
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    assert launched.startswith("file://") and state not in launched
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(launched)
+    with page.expect_response(lambda r: "code=" in r.url):
+        page.get_by_role("button", name="Allow").click()
+    page.wait_for_load_state("load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "launch-page-success.png"), full_page=True)
+    text = page.inner_text("body")
+    context.close()
+    assert proc.wait(30) == 0, proc.stderr.read()
+    assert "You're signed in" in text
+    assert not Path(urlsplit(launched).path).exists()  # removed once the login ended
+    assert [c["grant_type"] for c in emu.token_calls] == ["authorization_code"]
