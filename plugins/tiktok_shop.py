@@ -39,6 +39,7 @@ AUTHORIZE_URLS = {
     "us": "https://services.us.tiktokshop.com/open/authorize",
 }
 SHOPS_PATH = "/authorization/202309/shops"
+TOKEN_HEADER = "x-tts-access-token"
 
 HINTS = {
     36004004: "the authorization code was already used or has expired (codes live about "
@@ -331,7 +332,8 @@ class TikTokShopAuth:
 
     `requests.get(url, auth=TikTokShopAuth("tiktok-shop"))` adds app_key, timestamp, sign and
     the x-tts-access-token header; when TikTok answers 105002 (the access token expired on its
-    side) it refreshes the stored token and sends the request once more.
+    side) it refreshes the stored token and sends the request once more. If the caller's session
+    follows a redirect, the token header is taken off first: the next host gets no token.
     """
 
     def __init__(
@@ -397,11 +399,20 @@ class TikTokShopAuth:
             include_empty=bool(self.provider.get("sign_empty_params", True)),
         )
         request.url = urlunsplit(parts._replace(query=urlencode([*query, ("sign", signature)])))
-        request.headers["x-tts-access-token"] = token.access_token
+        request.headers[TOKEN_HEADER] = token.access_token
         request.headers.setdefault("Content-Type", "application/json")
+        # requests' redirect hops are copies without this mark and share our response hook:
+        # only an answer to a request signed here may trigger a re-signed retry.
+        request._tts_signed = True  # type: ignore[attr-defined]
 
     def _retry_when_expired(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        if response.status_code not in (200, 401) or getattr(response.request, "_retried", False):
+        if _drop_token_before_redirect(response, response.request):
+            return response
+        if (
+            response.status_code not in (200, 401)
+            or not getattr(response.request, "_tts_signed", False)
+            or getattr(response.request, "_retried", False)
+        ):
             return response
         try:
             code = response.json().get("code")
@@ -414,9 +425,25 @@ class TikTokShopAuth:
         self._sign(retry, self.token(force=True))
         response.content  # noqa: B018 - read it so the connection can be reused
         response.close()
+        # The adapter itself never follows redirects; a caller's session may follow this answer,
+        # and it does so from a copy of the original request, not of `retry`.
         again: requests.Response = response.connection.send(retry, **kwargs)
+        _drop_token_before_redirect(again, response.request, retry)
         again.history.append(response)
         return again
+
+
+def _drop_token_before_redirect(
+    response: requests.Response, *sent: requests.PreparedRequest
+) -> bool:
+    """Remove the token header from `sent` when `response` is a redirect; say whether it was."""
+    if not response.is_redirect:
+        return False
+    # requests builds the next hop from a copy of these very objects, made after the hooks ran,
+    # and only strips Authorization when the host changes, never x-tts-access-token.
+    for request in sent:
+        request.headers.pop(TOKEN_HEADER, None)
+    return True
 
 
 def shop_session(
@@ -446,9 +473,13 @@ def shop_session(
             if url.startswith("/"):
                 url = base + url
             kwargs.setdefault("timeout", float(auth.provider.get("http_timeout", 30.0)))
-            # requests would forward the x-tts-access-token header to any redirect target.
-            kwargs.setdefault("allow_redirects", False)
             return super().request(method, url, *args, **kwargs)
+
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            # Forced here, not defaulted in request(): Session.get() passes
+            # allow_redirects=True, and a redirect target must get neither token nor signature.
+            kwargs["allow_redirects"] = False
+            return super().send(request, **kwargs)
 
     session = ShopSession()
     session.auth = auth
