@@ -87,9 +87,8 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
     if service_id == settings["client_id"] or not service_id.isdigit():
         # Passing the app key here gives TikTok's "This service does not exist" page.
         log.warning(
-            "service_id %r does not look like a Service ID: that is the long number at "
+            "service_id does not look like a Service ID: that is the long number at "
             "the end of the app's authorization link in Partner Center, not the App Key",
-            service_id,
         )
     return None
 
@@ -509,11 +508,11 @@ def get_authorized_shops(
 
 
 def _shops_command(args: argparse.Namespace) -> int:
-    import json
-
     shops = get_authorized_shops(args.provider, account=args.account, config=args.config)
     if args.json:
-        print(json.dumps(shops, indent=2, ensure_ascii=False))
+        from loopauth.terminal import json_text
+
+        print(json_text(shops, indent=2, ensure_ascii=False))
         return 0
     if not shops:
         print("no authorized shops")

@@ -445,6 +445,36 @@ def test_provider_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
     assert "\\x1b]52;c;cHduZWQ=\\x07" in outputs[0].stderr  # shown, not obeyed
 
 
+def test_seller_and_shop_names_never_reach_the_terminal_raw(tmp_path: Path) -> None:
+    from loopauth.plugins.tiktok_shop_emulator import Seller, TikTokShopEmulator
+
+    from conftest import free_port, tiktok_config
+
+    shop = {
+        "cipher": "c1",
+        "code": "C1",
+        "id": "1",
+        "name": f"Shop{HOSTILE}",
+        "region": "GB",
+        "seller_type": "LOCAL",
+    }
+    port = free_port()
+    seller = Seller("7010736057180325637", f"Seller{HOSTILE}", "GB", 0, [shop])
+    with TikTokShopEmulator(redirect_url=f"http://localhost:{port}/", sellers=[seller]) as emu:
+        cfg = tiktok_config(tmp_path / "t.yaml", emu.url, port)
+        env = {"TIKTOK_APP_SECRET": "demo-app-secret"}
+        outputs = [login("--config", str(cfg), "login", env=env)]
+        assert outputs[0].returncode == 0, outputs[0].stderr
+        for args in (["status"], ["shops"], ["shops", "--json"], ["-v", "refresh"]):
+            outputs.append(cli("--config", str(cfg), *args, env=env))
+            assert outputs[-1].returncode == 0, outputs[-1].stderr
+    for out in outputs:
+        text = out.stdout + out.stderr
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e"), text
+    assert json.loads(outputs[3].stdout)[0]["name"] == f"Shop{HOSTILE}"  # escaped JSON, intact
+    assert "Shop\\x1b]52;c;" in outputs[2].stdout
+
+
 # -- 8. Smaller ones ----------------------------------------------------------------------
 
 
