@@ -391,12 +391,12 @@ def require_trust(path: str, data: bytes) -> None:
             "pass your own file with --config FILE",
             file=path,
         )
-    if trust.is_trusted(path, data):
+    state = trust.status(path, data)
+    if state == "approved":
         return
-    approved = path in trust.load() or os.path.normcase(path) in trust.load()
     state = (
         "has changed since you approved it"
-        if approved
+        if state == "changed"
         else "is in the current folder and has not been approved"
     )
     raise ConfigError(

@@ -148,7 +148,7 @@ def _try_token(argv: list[str]) -> int | None:
         from . import trust
 
         with open(config_path, "rb") as f:
-            if not trust.is_trusted(config_path, f.read()):
+            if not trust.is_trusted(config_path, f.read((1 << 20) + 1)):
                 return None
     cache = read_cache(config_path)
     if cache is None:

@@ -22,7 +22,7 @@ from .config import check_url, is_loopback_host
 from .errors import LoopauthError, ProviderError
 from .plugin_manager import pm
 from .provider import Account, Provider, TokenRequest
-from .token import Token
+from .token import Token, is_token_text
 
 if TYPE_CHECKING:
     import requests
@@ -368,7 +368,7 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
         ("access_token", token.access_token),
         ("refresh_token", token.refresh_token),
     ):
-        if value and not (value.isascii() and value.isprintable()):
+        if value and not is_token_text(value):
             # RFC 6749 A.12: printable ASCII only; anything else is garbage, or an attack on
             # the terminal that `loopauth token` prints it to.
             raise ProviderError(
@@ -407,28 +407,24 @@ def check_binding(provider: Provider, token: Token, current: Mapping[str, str | 
     from .errors import NoTokenError
 
     key = changed[0]
-
-    def where(values: Mapping[str, str | None]) -> str:
-        value = values.get(key)
-        if key == "client_id":
-            return f"client id {value!r}"
-        if not value:
-            return f"no {key}"
-        host = urlsplit(value).netloc
-        endpoint_text = safe_url(value)
-        same_host = (
-            host
-            == urlsplit(str(bound.get(key) or "")).netloc
-            == urlsplit(str(current.get(key) or "")).netloc
-        )
-        return endpoint_text if same_host else host
-
+    was, now = bound.get(key), current.get(key)
+    # The host says it best; the whole URL (without query) when only the path changed.
+    whole = urlsplit(was or "").netloc == urlsplit(now or "").netloc
+    was_text, now_text = _issued_by(key, was, whole), _issued_by(key, now, whole)
     who = token.account_label or token.account
     raise NoTokenError(
-        f"the token for {provider.name} ({who}) was issued by {where(bound)} ({key}); "
-        f"providers.yaml now names {where(current)}. loopauth sent nothing. If the change is "
+        f"the token for {provider.name} ({who}) was issued by {was_text} ({key}); "
+        f"providers.yaml now names {now_text}. loopauth sent nothing. If the change is "
         f"intended, run: loopauth login {provider.name}"
     )
+
+
+def _issued_by(key: str, value: str | None, whole_url: bool) -> str:
+    if key == "client_id":
+        return f"client id {value!r}"
+    if not value:
+        return f"no {key}"
+    return safe_url(value) if whole_url else urlsplit(value).netloc
 
 
 def exchange_code(

@@ -137,7 +137,9 @@ class Token:
         for key in ("provider", "token_type", "refresh_token", "account_id", "account_label"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ValueError(f"{key} is not a string")
-        if not _vschar(data["access_token"]) or not _vschar(data.get("refresh_token") or ""):
+        if not is_token_text(data["access_token"]) or not is_token_text(
+            data.get("refresh_token") or ""
+        ):
             raise ValueError("a token holds characters no token can have (RFC 6749 A.12)")
         for key in ("expires_at", "refresh_expires_at", "obtained_at"):
             value = data.get(key)
@@ -178,6 +180,6 @@ class Token:
         )
 
 
-def _vschar(value: str) -> bool:
+def is_token_text(value: str) -> bool:
     """Return True for RFC 6749's VSCHAR strings: printable ASCII, nothing a terminal obeys."""
     return value.isascii() and value.isprintable()

@@ -59,9 +59,17 @@ def file_problem(path: str) -> str | None:
         return f"cannot be read ({exc.strerror or exc})"
 
 
+def status(path: str, data: bytes) -> str:
+    """Return "approved", "changed" (approved with other content) or "unknown" for a file."""
+    recorded = load().get(_key(path))
+    if recorded is None:
+        return "unknown"
+    return "approved" if recorded == digest(data) else "changed"
+
+
 def is_trusted(path: str, data: bytes) -> bool:
     """Return True when `data` is the approved content of the file at `path`."""
-    return file_problem(path) is None and load().get(_key(path)) == digest(data)
+    return file_problem(path) is None and status(path, data) == "approved"
 
 
 def approve(path: str, data: bytes) -> str:
