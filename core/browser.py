@@ -36,6 +36,7 @@ def write_page(url: str) -> str:
     """Write a private page that forwards to `url`; return its path."""
     folder = launch_dir()
     private.make_dirs(folder)
+    private.secure_dir(folder, follow=True)
     _sweep(folder)
     target = html.escape(url, quote=True)
     page = (

@@ -47,6 +47,7 @@ def write_cache(config: Config) -> None:
         }
         path = _cache_path(config.path)
         private.make_dirs(os.path.dirname(path))
+        private.secure_dir(os.path.dirname(path))
         private.write(path, json.dumps(data).encode())
     except (OSError, private.UnsafePath) as exc:
         # The cache only saves time; the full loader works without it. An unsafe cache folder

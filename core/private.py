@@ -58,7 +58,7 @@ def check(path: str, what: str = "") -> None:
 
 
 def make_dirs(path: str) -> None:
-    """Create `path` and any missing parents 0700 (whatever the umask); check the leaf."""
+    """Create `path` and any missing parents 0700, whatever the umask; existing ones are left be."""
     path = os.path.abspath(path)
     missing = []
     current = path
@@ -75,7 +75,6 @@ def make_dirs(path: str) -> None:
             continue
         if POSIX:  # mkdir's mode is filtered by the umask; 0700 exactly
             os.chmod(folder, 0o700)
-    secure_dir(path, follow=path not in missing)
 
 
 def secure_dir(path: str, *, follow: bool = False) -> None:

@@ -169,6 +169,7 @@ class TokenStore:
             # Folders an older version (or a umask of 000) left open are closed again here.
             private.secure_dir(os.path.dirname(self.root), follow=True)
             private.secure_dir(self.root)
+            private.secure_dir(folder)
             if not os.access(folder, os.W_OK):
                 raise PermissionError(13, "permission denied")
         except OSError as exc:

@@ -90,6 +90,7 @@ def _update(change: Callable[[dict[str, str]], object]) -> None:
 
     home = paths.home()
     private.make_dirs(home)
+    private.secure_dir(home, follow=True)
     with FileLock(os.path.join(home, "trusted.lock"), timeout=30, mode=0o600):
         files = load()
         change(files)

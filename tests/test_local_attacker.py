@@ -300,6 +300,17 @@ def test_a_permissive_umask_still_makes_every_folder_0700_and_file_0600(
 
 
 @posix
+def test_output_into_an_existing_folder_leaves_its_mode_alone(tmp_path: Path, config: Path) -> None:
+    folder = tmp_path / "shared-reports"
+    folder.mkdir()
+    folder.chmod(0o755)
+    out = login("--config", str(config), "login", "--output", str(folder / "token.json"))
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # only folders loopauth creates are 0700
+    assert stat.S_IMODE((folder / "token.json").stat().st_mode) == 0o600
+
+
+@posix
 def test_a_token_planted_by_another_user_is_refused(isolated: Path, config: Path) -> None:
     uid = other_uid()
     assert login("--config", str(config), "login").returncode == 0
