@@ -14,7 +14,6 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import FlowCancelled, LoopauthError, UsageError
@@ -175,7 +174,7 @@ def _run(argv: list[str]) -> int:
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     else:
-        logging.basicConfig(format="loopauth: %(message)s", level=logging.WARNING, force=True)
+        logging.basicConfig(format="loopauth: %(message)s", level=logging.WARNING)
     try:
         if not getattr(args, "command", None):
             build_parser().print_help(sys.stderr)
@@ -325,42 +324,46 @@ def cmd_login(args: argparse.Namespace) -> int:
         raise UsageError("--timeout must be a positive, finite number of seconds")
     flow = Flow(provider, account=args.account)
     url = flow.start()
-    opened = False if args.no_browser else flow.launch_browser()
-    err = sys.stderr
-    if opened:
-        print(
-            f"Opened your browser to log in to {provider.name}. If it did not open, "
-            "visit this URL:",
-            file=err,
-        )
-    else:
-        print(f"Open this URL in a browser to log in to {provider.name}:", file=err)
-    print(url, file=err, flush=True)  # alone on its line, for people and scripts alike
-    timeout = args.timeout if args.timeout is not None else float(provider.get("timeout", 300))
-    tty = err.isatty()
-    if not tty:
-        print(
-            f"Waiting up to {timeout:g} s for the redirect to {flow.redirect_uri}",
-            file=err,
-            flush=True,
-        )
-
-    raw = getattr(err, "raw", err)  # our own control sequences, past SafeStream
-
-    def tick(left: float) -> None:
-        mins, secs = divmod(int(left + 0.999), 60)
-        raw.write(
-            f"\r\x1b[2KWaiting for the redirect to {flow.redirect_uri}: "
-            f"{mins}:{secs:02d} left (Ctrl+C to cancel)"
-        )
-        raw.flush()
-
     try:
-        flow.wait(timeout, on_tick=tick if tty else None)
-    finally:
-        if tty:
-            raw.write("\r\x1b[2K")
+        opened = False if args.no_browser else flow.launch_browser()
+        err = sys.stderr
+        if opened:
+            print(
+                f"Opened your browser to log in to {provider.name}. If it did not open, "
+                "visit this URL:",
+                file=err,
+            )
+        else:
+            print(f"Open this URL in a browser to log in to {provider.name}:", file=err)
+        print(url, file=err, flush=True)  # alone on its line, for people and scripts alike
+        timeout = args.timeout if args.timeout is not None else float(provider.get("timeout", 300))
+        tty = err.isatty()
+        if not tty:
+            print(
+                f"Waiting up to {timeout:g} s for the redirect to {flow.redirect_uri}",
+                file=err,
+                flush=True,
+            )
+
+        raw = getattr(err, "raw", err)  # our own control sequences, past SafeStream
+
+        def tick(left: float) -> None:
+            mins, secs = divmod(int(left + 0.999), 60)
+            raw.write(
+                f"\r\x1b[2KWaiting for the redirect to {flow.redirect_uri}: "
+                f"{mins}:{secs:02d} left (Ctrl+C to cancel)"
+            )
             raw.flush()
+
+        try:
+            flow.wait(timeout, on_tick=tick if tty else None)
+        finally:
+            if tty:
+                raw.write("\r\x1b[2K")
+                raw.flush()
+    except BaseException:  # whatever ends the command here closes the port and the launch page
+        flow.cancel("interrupted")
+        raise
     token = flow.result()
     who = token.account_label or token.account
     extra = f" ({token.account_id})" if token.account_label and token.account_id else ""
@@ -453,6 +456,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     """Approve (or, with --revoke, stop approving) a providers.yaml in the current folder."""
     from . import trust
     from .config import parse, read_file
+    from .oauth import host_of
 
     path = os.path.abspath(args.file)
     if args.revoke:
@@ -463,7 +467,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} does not exist")
     why = trust.file_problem(path)
     if why:
-        raise UsageError(f"{path} {why}; loopauth never approves such a file")
+        fix = f" (if it is yours alone, first run: chmod go-w {path})" * ("writable" in why)
+        raise UsageError(f"{path} {why}; loopauth never approves such a file{fix}")
     data = read_file(path)
     try:
         text = data.decode("utf-8-sig")
@@ -479,7 +484,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
             continue
         hosts = sorted(
             {
-                urlsplit(str(value)).netloc
+                host_of(str(value))
                 for key, setting in provider.type.all_settings().items()
                 if setting.kind == "url"
                 and key != "redirect_uri"

@@ -76,8 +76,6 @@ def ensure_fresh(
         if not token.bound_to:
             _bind_on_first_use(provider, token, store)
         return token
-    from . import oauth
-
     with store.lock(provider.name, token.account):
         token = store.find(provider.name, token.account_id or token.account)
         if not force and token.is_fresh(leeway):
@@ -89,30 +87,27 @@ def ensure_fresh(
                 f"expired and there is no usable refresh token; run: loopauth login "
                 f"{provider.name}{who}"
             )
-        # The refresh token goes only to whoever issued it: a providers.yaml changed since (or
-        # another one in a folder the user cd'd into) gets nothing.
-        current = oauth.binding(provider)
-        oauth.check_binding(provider, token, current)
-        new = oauth.refresh(provider, token)
-        new.bound_to = current
+        from . import oauth
+
+        new = oauth.refresh(provider, token)  # only to whoever issued the token
         # Persist before use: a rotated refresh token is the only one that still works.
         store.save(new)
     return new
 
 
 def _bind_on_first_use(provider: Provider, token: Token, store: TokenStore) -> None:
-    """Record who issued a token saved by an older version (which did not record it)."""
+    """Record who issued a token saved by an older version, from the settings alone."""
     import logging
 
     from . import oauth
     from .errors import LoopauthError
 
     try:
-        current = oauth.binding(provider)
         with store.lock(provider.name, token.account):
             latest = store.find(provider.name, token.account_id or token.account)
             if not latest.bound_to:
-                latest.bound_to = current
+                # No network here: endpoints only discovery knows are bound at the next refresh.
+                latest.bound_to = oauth.binding(provider, network=False)
                 store.save(latest)
-    except LoopauthError as exc:  # offline discovery, a read-only store: bind on the next use
+    except LoopauthError as exc:  # e.g. a read-only store: bind on the next use
         logging.getLogger("loopauth").debug("could not bind the token yet: %s", exc)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,15 +30,20 @@ _OPENER = "import sys, webbrowser; sys.exit(0 if webbrowser.open(sys.argv[1]) el
 
 
 def launch_dir() -> str:
-    """Return the folder for launch pages: $LOOPAUTH_LAUNCH_DIR, else `<home>/launch`."""
-    return os.environ.get("LOOPAUTH_LAUNCH_DIR") or os.path.join(paths.home(), "launch")
+    """Return the private folder for launch pages: `<home>/launch`, or one inside
+    $LOOPAUTH_LAUNCH_DIR (a folder a sandboxed browser can read), which is left as it is."""
+    chosen = os.environ.get("LOOPAUTH_LAUNCH_DIR")
+    if not chosen:
+        return os.path.join(paths.home(), "launch")
+    owner = str(os.geteuid()) if hasattr(os, "geteuid") else os.environ.get("USERNAME", "me")
+    return os.path.join(chosen, f"loopauth-launch-{owner}")
 
 
 def write_page(url: str) -> str:
     """Write a private page that forwards to `url`; return its path."""
     folder = launch_dir()
     private.make_dirs(folder)
-    private.secure_dir(folder, follow=True)
+    private.secure_dir(folder)  # ours, 0700, and never through a link someone planted
     _sweep(folder)
     target = html.escape(url, quote=True)
     page = (
@@ -78,10 +85,16 @@ def remove_page(path: str | None) -> None:
             os.unlink(path)
 
 
+_PAGE = re.compile(r"login-[A-Za-z0-9_]{8}\.html")  # what mkstemp above names them
+
+
 def _sweep(folder: str) -> None:
     cutoff = time.time() - STALE
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith("login-") and entry.stat().st_mtime < cutoff:
+            if not _PAGE.fullmatch(entry.name):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -370,8 +371,14 @@ def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
 
 def read_file(path: str) -> bytes:
     """Read a providers.yaml, refusing one over the size cap before anything parses it."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
+        # Non-blocking open, then a check on the same descriptor: a FIFO never hangs us.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError("is not a regular file", file=path)
             data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read ({exc.strerror})", file=path) from None
@@ -386,8 +393,9 @@ def require_trust(path: str, data: bytes) -> None:
 
     why = trust.file_problem(path)
     if why:
+        fix = f" (if that is yours alone: chmod go-w {shlex.quote(path)})" * ("writable" in why)
         raise ConfigError(
-            f"{why}, so loopauth never uses it from the current folder; "
+            f"{why}{fix}, so loopauth never uses it from the current folder; "
             "pass your own file with --config FILE",
             file=path,
         )
@@ -401,7 +409,7 @@ def require_trust(path: str, data: bytes) -> None:
     )
     raise ConfigError(
         f"{state}: it decides where your tokens and secrets are sent. Read it, then run: "
-        f"loopauth trust {path} (or pass your own file with --config FILE)",
+        f"loopauth trust {shlex.quote(path)} (or pass your own file with --config FILE)",
         file=path,
     )
 

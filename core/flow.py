@@ -106,13 +106,22 @@ class Flow:
         ):
             return False  # no desktop: webbrowser would start a text browser in this terminal
         from . import browser
+        from .private import UnsafePath
 
         # Never the URL itself on the browser's command line: other users can read it there.
-        self._launch_page = browser.write_page(self.authorization_url)
-        if browser.open_page(self._launch_page, hide_env=self.provider.secret_env):
-            return True
-        browser.remove_page(self._launch_page)
-        return False
+        try:
+            self._launch_page = browser.write_page(self.authorization_url)
+        except (OSError, UnsafePath) as exc:  # the user still gets the URL on the terminal
+            log.warning("not opening a browser: cannot write the launch page (%s)", exc)
+            return False
+        try:
+            opened = browser.open_page(self._launch_page, hide_env=self.provider.secret_env)
+        except BaseException:  # Ctrl+C while a blocking $BROWSER runs
+            browser.remove_page(self._launch_page)
+            raise
+        if not opened:
+            browser.remove_page(self._launch_page)
+        return opened
 
     def wait(
         self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
@@ -210,7 +219,11 @@ class Flow:
             if not self._iss_from_this_server(params.get("iss")):
                 # RFC 9700 §4.4: an answer naming another server is a mix-up; like a wrong
                 # state it is ignored, and the real redirect may still come.
-                log.debug("callback with an iss from another server ignored")
+                log.warning(
+                    "ignored a redirect naming another server (iss) than %s; still waiting. "
+                    "If this provider really answers with that iss, set its `issuer:`",
+                    _origin_text(self.authorization_url or ""),
+                )
                 return 400, pages.notice(
                     "Unexpected request",
                     "This answer names another server (iss) than the one this login went to "
@@ -315,6 +328,11 @@ def _origin(url: str) -> tuple[str, str, int | None] | None:
     return parts.scheme.lower(), parts.hostname.lower(), port
 
 
+def _origin_text(url: str) -> str:
+    origin = _origin(url)
+    return f"{origin[0]}://{origin[1]}:{origin[2]}" if origin else "the authorization server"
+
+
 def login(
     provider: Provider,
     *,
@@ -327,10 +345,14 @@ def login(
     """Run a whole login and return the stored token (raises on denial, timeout or failure)."""
     flow = Flow(provider, account=account, store=store)
     url = flow.start()
-    opened = flow.launch_browser() if open_browser else False
-    if on_url is not None:
-        on_url(url, opened)
-    elif not opened:
-        print(url, file=sys.stderr, flush=True)
-    flow.wait(timeout)
+    try:
+        opened = flow.launch_browser() if open_browser else False
+        if on_url is not None:
+            on_url(url, opened)
+        elif not opened:
+            print(url, file=sys.stderr, flush=True)
+        flow.wait(timeout)
+    except BaseException:  # the port and the launch page never outlive the call
+        flow.cancel("interrupted")
+        raise
     return flow.result()

@@ -33,17 +33,25 @@ MAX_RESPONSE = 1 << 20
 MAX_TIME = 253402300799  # 9999-12-31: any later expiry is garbage
 
 
-def safe_url(url: str) -> str:
-    """Return `url` without credentials, query or fragment (TikTok puts its secret in the query)."""
+def host_of(url: str) -> str:
+    """Return a URL's host[:port] without any user:password@ (for messages)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
-        netloc = f"{host}:{parts.port}" if parts.port else host
+        return f"{host}:{parts.port}" if parts.port else host
     except ValueError:
         return "<unparseable URL>"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def safe_url(url: str) -> str:
+    """Return `url` without credentials, query or fragment (TikTok puts its secret in the query)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    return urlunsplit((parts.scheme, host_of(url), parts.path, "", ""))
 
 
 def request_error(exc: BaseException, url: str, timeout: float) -> ProviderError:
@@ -382,40 +390,62 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
     return token
 
 
-BINDING_KEYS = ("token_endpoint", "refresh_endpoint", "issuer", "client_id")
+BINDING_KEYS = ("issuer", "client_id", "token_endpoint", "refresh_endpoint")
 
 
-def binding(provider: Provider) -> dict[str, str | None]:
-    """Return who issues this provider's tokens: the endpoints, issuer and client id in use."""
-    token_endpoint = endpoint(provider, "token_endpoint")
-    issuer = provider.get("issuer")
-    client_id = provider.get("client_id")
-    return {
-        "token_endpoint": token_endpoint,
-        "refresh_endpoint": str(provider.get("refresh_endpoint") or token_endpoint),
+def binding(provider: Provider, *, network: bool = True) -> dict[str, str | None]:
+    """Return who issues this provider's tokens: issuer, client id, token and refresh endpoints.
+
+    Without `network`, endpoints that only discovery would tell are left out.
+    """
+    issuer, client_id = provider.get("issuer"), provider.get("client_id")
+    out: dict[str, str | None] = {
         "issuer": str(issuer) if issuer else None,
         "client_id": str(client_id) if client_id else None,
     }
+    token_endpoint = (
+        endpoint(provider, "token_endpoint") if network else provider.get("token_endpoint")
+    )
+    if token_endpoint:
+        out["token_endpoint"] = str(token_endpoint)
+    refresh_endpoint = provider.get("refresh_endpoint") or token_endpoint
+    if refresh_endpoint:
+        out["refresh_endpoint"] = str(refresh_endpoint)
+    return out
+
+
+def _same(key: str, a: str | None, b: str | None) -> bool:
+    if key.endswith("_endpoint") and a and b:  # a plugin's request may add a query string
+        return urlsplit(a)._replace(query="", fragment="") == urlsplit(b)._replace(
+            query="", fragment=""
+        )
+    return a == b
 
 
 def check_binding(provider: Provider, token: Token, current: Mapping[str, str | None]) -> None:
-    """Raise NoTokenError (exit 6, nothing sent) when `token` was issued for another setup."""
+    """Raise NoTokenError (exit 6, nothing sent) when `token` was issued for another setup.
+
+    Only what both sides know is compared: a token saved by an older version is bound on use.
+    """
     bound = token.bound_to
-    changed = [k for k in BINDING_KEYS if k in bound and bound.get(k) != current.get(k)]
+    changed = [
+        k
+        for k in BINDING_KEYS
+        if k in bound and k in current and not _same(k, bound[k], current[k])
+    ]
     if not changed:
         return
     from .errors import NoTokenError
 
-    key = changed[0]
+    key = changed[-1]  # endpoints first: their hosts say most
     was, now = bound.get(key), current.get(key)
     # The host says it best; the whole URL (without query) when only the path changed.
-    whole = urlsplit(was or "").netloc == urlsplit(now or "").netloc
-    was_text, now_text = _issued_by(key, was, whole), _issued_by(key, now, whole)
+    whole = host_of(was or "") == host_of(now or "")
     who = token.account_label or token.account
     raise NoTokenError(
-        f"the token for {provider.name} ({who}) was issued by {was_text} ({key}); "
-        f"providers.yaml now names {now_text}. loopauth sent nothing. If the change is "
-        f"intended, run: loopauth login {provider.name}"
+        f"the token for {provider.name} ({who}) was issued by {_issued_by(key, was, whole)} "
+        f"({key}); providers.yaml now names {_issued_by(key, now, whole)}. loopauth sent "
+        f"nothing. If the change is intended, run: loopauth login {provider.name}"
     )
 
 
@@ -424,7 +454,7 @@ def _issued_by(key: str, value: str | None, whole_url: bool) -> str:
         return f"client id {value!r}"
     if not value:
         return f"no {key}"
-    return safe_url(value) if whole_url else urlsplit(value).netloc
+    return safe_url(value) if whole_url else host_of(value)
 
 
 def exchange_code(
@@ -449,12 +479,22 @@ def exchange_code(
 
 
 def refresh(provider: Provider, token: Token) -> Token:
-    """Use the refresh token; the result keeps the account and any extras of `token`."""
-    url = provider.get("refresh_endpoint") or endpoint(provider, "token_endpoint")
+    """Use the refresh token, only where it was issued; the result keeps the account and extras.
+
+    The refresh token goes nowhere else: a providers.yaml changed since (or one in a folder the
+    user cd'd into) gets nothing, not even a discovery request when the issuer changed.
+    """
+    check_binding(provider, token, binding(provider, network=False))
+    current = binding(provider)
+    check_binding(provider, token, current)
+    url = current["refresh_endpoint"] or ""
     params = {"refresh_token": token.refresh_token or "", **(provider.get("token_params") or {})}
     standard = TokenRequest(url, "refresh_token", params, auth=provider.auth_method)
-    request = pm.hook.refresh_request(provider=provider, request=standard)
-    return send(provider, request or standard, previous=token)
+    request = pm.hook.refresh_request(provider=provider, request=standard) or standard
+    check_binding(provider, token, {"refresh_endpoint": request.url})  # where a plugin sends it
+    new = send(provider, request, previous=token)
+    new.bound_to = current
+    return new
 
 
 def name_account(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account:

@@ -51,10 +51,14 @@ def config_candidates(explicit: str | None = None) -> list[tuple[str, str]]:
         return [(explicit, EXPLICIT)]
     env = os.environ.get("LOOPAUTH_CONFIG")
     if env:
-        return [(env, ENVIRONMENT)]
+        # A relative one names a file in whatever folder the user is in: approved like ./'s.
+        return [(env, ENVIRONMENT if os.path.isabs(env) else CURRENT_FOLDER)]
     user = os.path.join(user_config_dir(), "providers.yaml")
-    here = os.path.abspath("providers.yaml")
-    if os.path.normcase(here) == os.path.normcase(os.path.abspath(user)):
+    try:
+        here = os.path.realpath("providers.yaml")
+    except OSError:  # the current folder was deleted under us
+        return [(user, USER_CONFIG)]
+    if os.path.normcase(here) == os.path.normcase(os.path.realpath(user)):
         return [(user, USER_CONFIG)]
     return [("providers.yaml", CURRENT_FOLDER), (user, USER_CONFIG)]
 
@@ -62,6 +66,9 @@ def config_candidates(explicit: str | None = None) -> list[tuple[str, str]]:
 def find_config(explicit: str | None = None) -> tuple[str, str] | None:
     """Return the absolute path of the providers.yaml in use and its origin, or None."""
     for candidate, origin in config_candidates(explicit):
-        if os.path.isfile(candidate):
-            return os.path.abspath(candidate), origin
+        try:
+            if os.path.isfile(candidate):
+                return os.path.abspath(candidate), origin
+        except OSError:  # a relative path in a deleted current folder
+            continue
     return None

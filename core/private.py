@@ -11,6 +11,10 @@ import stat
 
 from .errors import LoopauthError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # filelock is imported only by what writes
+    from filelock import BaseFileLock
+
 POSIX = os.name == "posix"
 
 
@@ -55,6 +59,21 @@ def check(path: str, what: str = "") -> None:
         why = problem(target, follow=follow)
         if why:
             raise refusal(target, why, what if target == path else "the folder")
+
+
+def lock(path: str, timeout: float) -> BaseFileLock:
+    """Return a cross-process lock at `path`; a planted link or another user's file is refused."""
+    from filelock import FileLock
+
+    try:
+        why = problem(path)
+    except FileNotFoundError:
+        why = None
+    if why and "writable" in why:
+        os.chmod(path, 0o600)  # our own lock left open by an old version or umask: just close it
+    elif why:  # opening it would truncate (or lock) whatever it points to
+        raise refusal(path, why, "lock file")
+    return FileLock(path, timeout=timeout, mode=0o600)
 
 
 def make_dirs(path: str) -> None:

@@ -135,12 +135,10 @@ class TokenStore:
 
     def lock(self, provider: str, account_id: str) -> BaseFileLock:
         """Return the cross-process lock guarding one account's token (re-entrant in-process)."""
-        from filelock import FileLock
-
         path = self.path_for(provider, account_id)[: -len(".json")] + ".lock"
         if path not in self._locks:
             self.check_writable(provider)
-            self._locks[path] = FileLock(path, timeout=120, mode=0o600)
+            self._locks[path] = private.lock(path, timeout=120)
         return self._locks[path]
 
     def save(self, token: Token) -> str:

@@ -41,6 +41,11 @@ class SafeStream:
         """Write `text` with control characters escaped."""
         return self.raw.write(printable(text))
 
+    def writelines(self, lines: list[str]) -> None:
+        """Write each line with control characters escaped."""
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
         """Flush the real stream."""
         self.raw.flush()

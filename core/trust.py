@@ -32,7 +32,8 @@ def digest(data: bytes) -> str:
 
 
 def _key(path: str) -> str:
-    return os.path.normcase(os.path.abspath(path))
+    # The real path: the same file reached through a linked folder is the same approval.
+    return os.path.normcase(os.path.realpath(path))
 
 
 def load() -> dict[str, str]:
@@ -86,12 +87,10 @@ def revoke(path: str) -> bool:
 
 
 def _update(change: Callable[[dict[str, str]], object]) -> None:
-    from filelock import FileLock
-
     home = paths.home()
     private.make_dirs(home)
     private.secure_dir(home, follow=True)
-    with FileLock(os.path.join(home, "trusted.lock"), timeout=30, mode=0o600):
+    with private.lock(os.path.join(home, "trusted.lock"), timeout=30):
         files = load()
         change(files)
         text = json.dumps({"version": VERSION, "files": files}, indent=2, sort_keys=True)

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -185,6 +186,19 @@ def test_a_token_is_refreshed_only_where_it_was_issued(
         assert f"now names 127.0.0.1:{other.port}" in out.stderr
         assert "loopauth login emu" in out.stderr
         assert other.log == []
+    with OAuthEmulator() as other:
+        issuer = emu_config(tmp_path / "issuer.yaml", other)  # discovery would go to `other`
+        out = cli("--config", str(issuer), "refresh")
+        assert out.returncode == 6 and f"127.0.0.1:{other.port}" in out.stderr
+        assert other.log == []  # nothing sent, not even a discovery request
+        creds = emu_config(
+            tmp_path / "creds.yaml",
+            emulator,
+            f"    refresh_endpoint: http://u:${{PASS}}@localhost:{other.port}/token\n",
+        )
+        out = cli("--config", str(creds), "refresh", env={"PASS": "hunter2-secret"})
+        assert out.returncode == 6 and f"now names localhost:{other.port}" in out.stderr
+        assert "hunter2" not in out.stderr and other.log == []
     client = write_config(
         tmp_path / "client.yaml",
         f"""
@@ -213,8 +227,69 @@ def test_tokens_saved_before_binding_are_bound_on_first_use(
     path.write_text(json.dumps(data))
     from loopauth import get_token
 
-    get_token("emu", config=str(config))
+    calls = len(emulator.log)
+    get_token("emu", config=str(config))  # fresh: bound from the settings, with no request
+    assert json.loads(path.read_text())["bound_to"] == {
+        "issuer": emulator.url,
+        "client_id": "loopauth-demo",
+    }
+    assert len(emulator.log) == calls
+    assert cli("--config", str(config), "refresh").returncode == 0  # discovery tells the rest
     assert json.loads(path.read_text())["bound_to"]["token_endpoint"] == f"{emulator.url}/token"
+
+
+def test_a_plugin_cannot_send_a_bound_refresh_token_elsewhere(
+    isolated: Path, config: Path, emulator: OAuthEmulator
+) -> None:
+    import loopauth
+    from loopauth import api
+    from loopauth.errors import NoTokenError
+    from loopauth.plugin_manager import pm
+    from loopauth.provider import TokenRequest
+
+    assert login("--config", str(config), "login").returncode == 0
+    with OAuthEmulator() as other:
+
+        class Elsewhere:
+            @loopauth.hookimpl
+            def refresh_request(self, provider: object, request: TokenRequest) -> TokenRequest:
+                return TokenRequest(f"{other.url}/token", request.grant_type, request.params)
+
+        pm.register(Elsewhere(), name="elsewhere")
+        try:
+            with pytest.raises(NoTokenError, match="loopauth sent nothing"):
+                api.refresh("emu", config=str(config))
+        finally:
+            pm.unregister(name="elsewhere")
+        assert other.log == []
+    assert api.refresh("emu", config=str(config)).access_token
+
+
+def test_a_relative_loopauth_config_needs_approval_like_the_current_folders(
+    tmp_path: Path, emulator: OAuthEmulator
+) -> None:
+    emu_config(tmp_path / "mine.yaml", emulator)
+    out = cli("providers", env={"LOOPAUTH_CONFIG": "mine.yaml"})
+    assert out.returncode == 2 and "has not been approved" in out.stderr
+    assert cli("trust", "mine.yaml").returncode == 0
+    assert cli("providers", env={"LOOPAUTH_CONFIG": "mine.yaml"}).returncode == 0
+    absolute = cli("providers", env={"LOOPAUTH_CONFIG": str(tmp_path / "mine.yaml")})
+    assert absolute.returncode == 0
+
+
+@posix
+def test_a_deleted_current_folder_or_a_fifo_is_a_clear_answer(tmp_path: Path, config: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (
+        f"cd {gone} && rmdir {gone} && {sys.executable} -m loopauth --config {config} providers"
+    )
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "emu" in out.stdout, out.stderr
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    out = cli("trust", str(fifo), timeout=20)
+    assert out.returncode == 2 and "is not a regular file" in out.stderr
 
 
 # -- 3. The browser's command line ---------------------------------------------------------
@@ -264,6 +339,79 @@ def test_the_browser_is_never_given_the_state_nor_the_secret_variables(
         assert (seen["mode"], seen["dir_mode"]) == (0o600, 0o700)  # ...and only we can read it
     assert "EMU_SECRET" not in seen["env"] and "PATH" in seen["env"]
     assert not Path(seen["path"]).exists()  # removed once the login ended
+
+
+def test_the_launch_page_is_removed_when_login_is_stopped_while_the_browser_starts(
+    tmp_path: Path, isolated: Path, config: Path
+) -> None:
+    import signal
+
+    script = tmp_path / "slow_browser.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "--config", str(config), "login"],
+        env={**os.environ, "BROWSER": f"{sys.executable} {script} %s"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    launch = isolated / "launch"
+    deadline = time.monotonic() + 20
+    while not (launch.is_dir() and list(launch.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(launch.iterdir()), "no launch page was written"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 4
+    assert list(launch.iterdir()) == []
+
+
+@posix
+def test_the_launch_folder_is_never_a_planted_link_nor_the_users_own_folder(
+    tmp_path: Path, isolated: Path, config: Path
+) -> None:
+    public = tmp_path / "public_html"
+    public.mkdir()
+    public.chmod(0o755)
+    keep = public / "login-keep1234.html"
+    keep.write_text("mine")
+    os.utime(keep, (0, 0))  # old enough for a sweep
+    isolated.mkdir(parents=True, exist_ok=True)
+    (isolated / "launch").symlink_to(public)
+    script = tmp_path / "browser.py"
+    script.write_text("import sys\nfrom loopauth.emulator import browse\nbrowse(sys.argv[1])\n")
+    env = {"BROWSER": f"{sys.executable} {script} %s"}
+    out = cli("--config", str(config), "login", "--timeout", "1", env=env)
+    # The planted link is refused: no browser, the URL on the terminal instead, nothing touched.
+    assert out.returncode == 4, out.stderr
+    assert "not opening a browser" in out.stderr and "is a symbolic link" in out.stderr
+    assert "Open this URL in a browser" in out.stderr
+    assert stat.S_IMODE(public.stat().st_mode) == 0o755 and keep.read_text() == "mine"
+    # A folder of the user's own choosing is left as it is; the pages go in a subfolder.
+    (isolated / "launch").unlink()
+    out = cli("--config", str(config), "login", env={**env, "LOOPAUTH_LAUNCH_DIR": str(public)})
+    assert out.returncode == 0 and "Opened your browser" in out.stderr, out.stderr
+    assert stat.S_IMODE(public.stat().st_mode) == 0o755 and keep.read_text() == "mine"
+    [sub] = [p for p in public.iterdir() if p.is_dir()]
+    assert stat.S_IMODE(sub.stat().st_mode) == 0o700 and list(sub.iterdir()) == []
+
+
+@posix
+def test_a_lock_file_planted_as_a_link_is_refused(tmp_path: Path, isolated: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    isolated.mkdir(parents=True, exist_ok=True)
+    (isolated / "trusted.lock").symlink_to(victim)
+    write_config(
+        tmp_path / "providers.yaml",
+        """
+        providers:
+          emu:
+            issuer: https://login.example.test
+            client_id: loopauth-demo
+    """,
+    )
+    out = cli("trust")
+    assert out.returncode == 2 and "lock file" in out.stderr and "symbolic link" in out.stderr
+    assert victim.read_text() == "precious"
 
 
 # -- 4. Files under a permissive umask, a shared or planted LOOPAUTH_HOME -------------------
