@@ -29,14 +29,64 @@ STALE = 3600.0  # seconds: a page left by a killed login is swept after this
 _OPENER = "import sys, webbrowser; sys.exit(0 if webbrowser.open(sys.argv[1]) else 1)"
 
 
+SNAP_BIN = "/snap/bin"
+
+
 def launch_dir() -> str:
-    """Return the private folder for launch pages: `<home>/launch`, or one inside
-    $LOOPAUTH_LAUNCH_DIR (a folder a sandboxed browser can read), which is left as it is."""
-    chosen = os.environ.get("LOOPAUTH_LAUNCH_DIR")
+    """Return the private folder for launch pages.
+
+    $LOOPAUTH_LAUNCH_DIR if set; else, on Linux, a folder of the default browser's own when it
+    is a snap or a flatpak (their sandbox can't read ~/.local/share); else `<home>/launch`.
+    Inside a folder loopauth does not own, the pages go in a subfolder of their own.
+    """
+    chosen = os.environ.get("LOOPAUTH_LAUNCH_DIR") or sandbox_dir()
     if not chosen:
         return os.path.join(paths.home(), "launch")
     owner = str(os.geteuid()) if hasattr(os, "geteuid") else os.environ.get("USERNAME", "me")
     return os.path.join(chosen, f"loopauth-launch-{owner}")
+
+
+def sandbox_dir() -> str | None:
+    """Return a folder the default browser's sandbox can read, when it is a snap or flatpak."""
+    if not sys.platform.startswith("linux"):
+        return None
+    home = os.path.expanduser("~")
+    command = os.environ.get("BROWSER", "").split(os.pathsep)[0].split()
+    if command:
+        import shutil
+
+        found = shutil.which(command[0]) or ""
+        snap = os.path.basename(found) if found.startswith(SNAP_BIN + "/") else None
+        app = None
+    else:
+        desktop = _default_browser()
+        # Snaps install their desktop files as <snap>_<app>.desktop; flatpaks as <app id>.desktop.
+        named = re.fullmatch(r"([a-z0-9][a-z0-9-]*)_[\w.-]+\.desktop", desktop)
+        snap = named.group(1) if named else None
+        app = desktop.removesuffix(".desktop") if desktop.count(".") >= 3 else None
+    if snap and os.path.exists(os.path.join(SNAP_BIN, snap)):
+        folder = os.path.join(home, "snap", snap, "common")  # the snap reads (and writes) here
+    elif app:
+        folder = os.path.join(home, ".var", "app", app)  # mapped at the same path in its sandbox
+    else:
+        return None
+    return folder if os.path.isdir(folder) else None
+
+
+def _default_browser() -> str:
+    """Return the desktop file of the user's default browser, or "" (xdg-settings' answer)."""
+    try:
+        done = subprocess.run(
+            ["xdg-settings", "get", "default-web-browser"],
+            capture_output=True,
+            text=True,
+            timeout=3,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def write_page(url: str) -> str:

@@ -394,6 +394,43 @@ def test_the_launch_folder_is_never_a_planted_link_nor_the_users_own_folder(
     assert stat.S_IMODE(sub.stat().st_mode) == 0o700 and list(sub.iterdir()) == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="snaps and flatpaks are Linux")
+def test_a_snap_or_flatpak_browser_gets_its_page_where_its_sandbox_can_read(
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopauth import browser
+
+    home, bindir, snapbin = tmp_path / "user", tmp_path / "bin", tmp_path / "snapbin"
+    for folder in (home / "snap" / "firefox" / "common", bindir, snapbin):
+        folder.mkdir(parents=True)
+    (snapbin / "firefox").write_text("#!/bin/sh\n")
+    (snapbin / "firefox").chmod(0o755)
+    xdg = bindir / "xdg-settings"  # what the desktop says the default browser is
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("LOOPAUTH_LAUNCH_DIR", raising=False)
+    monkeypatch.setattr(browser, "SNAP_BIN", str(snapbin))
+    mine = f"loopauth-launch-{os.geteuid()}"
+
+    def page_folder(default_browser: str) -> Path:
+        xdg.write_text(f"#!/bin/sh\necho {default_browser}\n")
+        xdg.chmod(0o755)
+        page = Path(browser.write_page("https://login.example.test/?state=s3cret"))
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600
+        assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+        browser.remove_page(str(page))
+        return page.parent
+
+    assert page_folder("firefox_firefox.desktop") == home / "snap" / "firefox" / "common" / mine
+    (home / ".var" / "app" / "org.mozilla.firefox").mkdir(parents=True)
+    assert page_folder("org.mozilla.firefox.desktop") == (
+        home / ".var" / "app" / "org.mozilla.firefox" / mine
+    )
+    assert page_folder("google-chrome.desktop") == isolated / "launch"  # not sandboxed
+    monkeypatch.setenv("BROWSER", f"{snapbin / 'firefox'} %s")  # $BROWSER naming a snap
+    assert page_folder("unused.desktop") == home / "snap" / "firefox" / "common" / mine
+
+
 @posix
 def test_a_lock_file_planted_as_a_link_is_refused(tmp_path: Path, isolated: Path) -> None:
     victim = tmp_path / "victim.txt"
