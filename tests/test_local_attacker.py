@@ -609,6 +609,33 @@ providers:
     flow.cancel()
 
 
+def test_a_mixed_up_callback_is_ignored_through_the_cli(
+    tmp_path: Path, emulator: OAuthEmulator
+) -> None:
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        f"""
+        providers:
+          emu:
+            client_id: loopauth-demo
+            authorization_endpoint: {emulator.url}/authorize
+            token_endpoint: {emulator.url}/token
+    """,
+    )
+    forged: list[int] = []
+
+    def mixed_up(url: str) -> None:
+        query = parse_qs(urlsplit(url).query)
+        callback = f"{query['redirect_uri'][0]}?state={query['state'][0]}&code=stolen"
+        forged.append(browse(f"{callback}&iss={quote('https://evil.example')}").status)
+
+    result = login("--config", str(cfg), "login", before=mixed_up)
+    assert forged == [400]
+    assert result.returncode == 0, result.stderr
+    assert "ignored a redirect naming another server" in result.stderr
+    assert [c["grant_type"] for c in emulator.token_calls] == ["authorization_code"]
+
+
 # -- 7. Terminal escapes from the provider --------------------------------------------------
 
 HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"
