@@ -112,11 +112,16 @@ def write_page(url: str) -> str:
 
 def open_page(path: str, hide_env: Iterable[str] = ()) -> bool:
     """Open a local page in the system browser; return False when none could be started."""
+    uri = Path(path).as_uri()
+    if getattr(sys, "frozen", False):  # an app bundle: no Python to run the helper with
+        import webbrowser
+
+        return webbrowser.open(uri)
     hidden = set(hide_env)
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     try:
         done = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _OPENER, Path(path).as_uri()],
+            [sys.executable, "-I", "-S", "-c", _OPENER, uri],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
