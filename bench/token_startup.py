@@ -39,11 +39,17 @@ def main() -> int:
     script = bindir / ("loopauth.exe" if os.name == "nt" else "loopauth")
     with tempfile.TemporaryDirectory() as tmp, OAuthEmulator() as emu:
         cfg = Path(tmp) / "providers.yaml"
-        cfg.write_text(f"providers:\n  emu:\n    issuer: {emu.url}\n    client_id: loopauth-demo\n"
-                       "    scope: openid email\n")
+        cfg.write_text(
+            f"providers:\n  emu:\n    issuer: {emu.url}\n    client_id: loopauth-demo\n"
+            "    scope: openid email\n"
+        )
         env = {**os.environ, "LOOPAUTH_HOME": str(Path(tmp) / "home")}
-        proc = subprocess.Popen([str(script), "--config", str(cfg), "login", "--no-browser"],
-                                env=env, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [str(script), "--config", str(cfg), "login", "--no-browser"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stderr is not None
         for line in proc.stderr:
             if line.startswith("http"):
@@ -60,8 +66,10 @@ def main() -> int:
     print(f"python -c pass:                 {bare * 1000:6.1f} ms (median of {RUNS})")
     print(f"loopauth token (cached):        {cached * 1000:6.1f} ms  = {ratio:.2f}x")
     print(f"python -m loopauth token:       {module * 1000:6.1f} ms  = {module / bare:.2f}x")
-    print(f"target: loopauth token <= {TARGET:.1f}x python -c pass: "
-          + ("met" if ratio <= TARGET else "MISSED"))
+    print(
+        f"target: loopauth token <= {TARGET:.1f}x python -c pass: "
+        + ("met" if ratio <= TARGET else "MISSED")
+    )
     return 0 if ratio <= TARGET else 1
 
 

@@ -53,11 +53,21 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
-def tiktok_config(path: Path, emulator_url: str, port: int, *, name: str = "tiktok-shop",
-                  client_id: str = "demo-app-key", service_id: str = "7301234567890123456",
-                  secret_var: str = "TIKTOK_APP_SECRET", extra: str = "") -> Path:
+def tiktok_config(
+    path: Path,
+    emulator_url: str,
+    port: int,
+    *,
+    name: str = "tiktok-shop",
+    client_id: str = "demo-app-key",
+    service_id: str = "7301234567890123456",
+    secret_var: str = "TIKTOK_APP_SECRET",
+    extra: str = "",
+) -> Path:
     """Write a providers.yaml with a tiktok_shop provider pointed at a TikTok Shop emulator."""
-    write_config(path, f"""
+    write_config(
+        path,
+        f"""
         default: {name}
         providers:
           {name}:
@@ -70,7 +80,8 @@ def tiktok_config(path: Path, emulator_url: str, port: int, *, name: str = "tikt
             token_endpoint: {emulator_url}/api/v2/token/get
             refresh_endpoint: {emulator_url}/api/v2/token/refresh
             api_base_url: {emulator_url}
-    """)
+    """,
+    )
     path.write_text(path.read_text() + extra)
     return path
 
@@ -171,8 +182,9 @@ def require_program(path: str, why: str) -> str:
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Debian's Chromium, for the real-browser tests."""
-    return require_program(os.environ.get("LOOPAUTH_CHROMIUM", "/usr/bin/chromium"),
-                           "apt-get install chromium")
+    return require_program(
+        os.environ.get("LOOPAUTH_CHROMIUM", "/usr/bin/chromium"), "apt-get install chromium"
+    )
 
 
 ARTIFACTS = ROOT / "test-artifacts"

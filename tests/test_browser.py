@@ -18,8 +18,13 @@ from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
 from conftest import ARTIFACTS, free_port, tiktok_config, write_config
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SECURITY_HEADERS = {
     "cache-control": "no-store",
@@ -53,12 +58,21 @@ class Run:
     requests: list[tuple[str, str]] = field(default_factory=list)
 
 
-def run_login(browser: object, cfg: Path, provider: str, button: str, shot: str | None,
-              env: dict[str, str] | None = None) -> Run:
+def run_login(
+    browser: object,
+    cfg: Path,
+    provider: str,
+    button: str,
+    shot: str | None,
+    env: dict[str, str] | None = None,
+) -> Run:
     """`loopauth login --no-browser`, with Chromium opening the URL and clicking `button`."""
-    proc = subprocess.Popen([sys.executable, "-m", "loopauth", "--config", str(cfg), "login",
-                             provider, "--no-browser"], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "--config", str(cfg), "login", provider, "--no-browser"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.stderr is not None
     lines: list[str] = []
     url = ""
@@ -72,8 +86,12 @@ def run_login(browser: object, cfg: Path, provider: str, button: str, shot: str 
     requests: list[tuple[str, str]] = []
     page.on("request", lambda r: requests.append((r.resource_type, r.url)))
     page.goto(url)
-    with page.expect_response(lambda r: (urlsplit(r.url).hostname in ("localhost", "127.0.0.1")
-                              and "code=" in r.url) or "error=" in r.url) as landing:
+    with page.expect_response(
+        lambda r: (
+            (urlsplit(r.url).hostname in ("localhost", "127.0.0.1") and "code=" in r.url)
+            or "error=" in r.url
+        )
+    ) as landing:
         page.get_by_role("button", name=button).click()
     page.wait_for_load_state("load")
     response = landing.value
@@ -84,8 +102,15 @@ def run_login(browser: object, cfg: Path, provider: str, button: str, shot: str 
     lines.extend(proc.stderr)
     code = proc.wait(30)
     context.close()
-    return Run(code, "".join(lines), response.status, response.url,
-               {k.lower(): v for k, v in response.headers.items()}, text, requests)
+    return Run(
+        code,
+        "".join(lines),
+        response.status,
+        response.url,
+        {k.lower(): v for k, v in response.headers.items()},
+        text,
+        requests,
+    )
 
 
 def check_landing_page(run: Run) -> None:
@@ -94,7 +119,7 @@ def check_landing_page(run: Run) -> None:
     csp = run.landing_headers["content-security-policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     origin = run.landing_url.split("/", 3)[:3]
-    after = run.requests[[u for _, u in run.requests].index(run.landing_url):]
+    after = run.requests[[u for _, u in run.requests].index(run.landing_url) :]
     assert [kind for kind, _ in after] == ["document"], after  # the page loads nothing at all
     assert all(u.split("/", 3)[:3] == origin for _, u in after)
 
@@ -102,13 +127,19 @@ def check_landing_page(run: Run) -> None:
 @pytest.fixture
 def oauth2(tmp_path: Path) -> Iterator[tuple[OAuthEmulator, Path]]:
     with OAuthEmulator() as emu:
-        yield emu, write_config(tmp_path / "p.yaml", f"""
+        yield (
+            emu,
+            write_config(
+                tmp_path / "p.yaml",
+                f"""
             providers:
               emulator:
                 issuer: {emu.url}
                 client_id: loopauth-demo
                 scope: openid profile email
-        """)
+        """,
+            ),
+        )
 
 
 @pytest.fixture
@@ -141,8 +172,9 @@ def test_oauth2_deny_in_chromium(browser: object, oauth2: tuple[OAuthEmulator, P
     assert emu.token_calls == []
 
 
-def test_tiktok_authorize_in_chromium(browser: object,
-                                      tiktok: tuple[TikTokShopEmulator, Path]) -> None:
+def test_tiktok_authorize_in_chromium(
+    browser: object, tiktok: tuple[TikTokShopEmulator, Path]
+) -> None:
     _emu, cfg = tiktok
     run = run_login(browser, cfg, "tiktok-shop", "Authorize", "tiktok-success", TIKTOK_ENV)
     assert run.returncode == 0, run.stderr
@@ -150,8 +182,7 @@ def test_tiktok_authorize_in_chromium(browser: object,
     check_landing_page(run)
 
 
-def test_tiktok_deny_in_chromium(browser: object,
-                                 tiktok: tuple[TikTokShopEmulator, Path]) -> None:
+def test_tiktok_deny_in_chromium(browser: object, tiktok: tuple[TikTokShopEmulator, Path]) -> None:
     emu, cfg = tiktok
     run = run_login(browser, cfg, "tiktok-shop", "Deny", "tiktok-denied", TIKTOK_ENV)
     assert run.returncode == 3, run.stderr
@@ -161,7 +192,8 @@ def test_tiktok_deny_in_chromium(browser: object,
 
 
 def test_second_tab_on_the_callback_does_not_exchange_again(
-        browser: object, oauth2: tuple[OAuthEmulator, Path]) -> None:
+    browser: object, oauth2: tuple[OAuthEmulator, Path]
+) -> None:
     emu, cfg = oauth2
     run = run_login(browser, cfg, "emulator", "Allow", None)
     assert run.returncode == 0
@@ -174,21 +206,22 @@ def test_second_tab_on_the_callback_does_not_exchange_again(
     except Exception as exc:  # the listener is closed: the browser cannot connect at all
         outcome["error"] = str(exc).splitlines()[0]
     context.close()
-    assert "ERR_CONNECTION_REFUSED" in str(outcome.get("error", "")) or outcome.get(
-        "status") == 409, outcome
+    assert (
+        "ERR_CONNECTION_REFUSED" in str(outcome.get("error", "")) or outcome.get("status") == 409
+    ), outcome
     assert [c["grant_type"] for c in emu.token_calls] == ["authorization_code"]
 
 
-def test_second_tab_while_the_first_is_exchanging(browser: object,
-                                                  tmp_path: Path) -> None:
+def test_second_tab_while_the_first_is_exchanging(browser: object, tmp_path: Path) -> None:
     """Two tabs deliver the same redirect: one exchange; the other tab is told it's done."""
     from loopauth.config import parse
     from loopauth.emulator import browse
     from loopauth.flow import Flow, State
 
     with OAuthEmulator() as emu:
-        provider = parse(f"providers:\n  e:\n    issuer: {emu.url}\n"
-                         "    client_id: loopauth-demo\n").select("e")
+        provider = parse(
+            f"providers:\n  e:\n    issuer: {emu.url}\n    client_id: loopauth-demo\n"
+        ).select("e")
         flow = Flow(provider)
         url = flow.start()
         redirect = browse(url, stop_at=flow.redirect_uri).url
@@ -213,27 +246,44 @@ def test_second_tab_while_the_first_is_exchanging(browser: object,
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("true", "error")])
-def test_missing_chromium_skips_locally_and_fails_in_ci(tmp_path: Path, ci: str,
-                                                        outcome: str) -> None:
+def test_missing_chromium_skips_locally_and_fails_in_ci(
+    tmp_path: Path, ci: str, outcome: str
+) -> None:
     env = {**os.environ, "LOOPAUTH_CHROMIUM": str(tmp_path / "no-chromium"), "CI": ci}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           f"{Path(__file__)}::test_oauth2_allow_in_chromium"],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          cwd=Path(__file__).parent.parent)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{Path(__file__)}::test_oauth2_allow_in_chromium",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
     assert f"1 {outcome}" in proc.stdout, proc.stdout[-500:]
     assert "no-chromium is not installed" in proc.stdout or outcome == "skipped"
 
 
-def test_launch_page_takes_chromium_to_the_login(browser: object, tmp_path: Path,
-                                                 oauth2: tuple[OAuthEmulator, Path]) -> None:
+def test_launch_page_takes_chromium_to_the_login(
+    browser: object, tmp_path: Path, oauth2: tuple[OAuthEmulator, Path]
+) -> None:
     """The browser gets a private local page, not the URL: Chromium follows it to the login."""
     emu, cfg = oauth2
     record = tmp_path / "argv.txt"
     script = tmp_path / "browser.py"
     script.write_text("import sys\nopen(sys.argv[2], 'w').write(sys.argv[1])\n")
-    proc = subprocess.Popen([sys.executable, "-m", "loopauth", "--config", str(cfg), "login"],
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "BROWSER": f"{sys.executable} {script} %s {record}"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "--config", str(cfg), "login"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BROWSER": f"{sys.executable} {script} %s {record}"},
+    )
     assert proc.stderr is not None
     url = next(line.strip() for line in proc.stderr if line.startswith("http"))
     launched = record.read_text()

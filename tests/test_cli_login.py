@@ -387,16 +387,20 @@ def test_terminal_shows_a_live_countdown(config: Path) -> None:
     assert "Waiting up to" not in screen  # the plain line is for non-terminals
 
 
-def test_back_to_back_logins_on_the_same_fixed_port(tmp_path: Path,
-                                                    emulator: OAuthEmulator) -> None:
+def test_back_to_back_logins_on_the_same_fixed_port(
+    tmp_path: Path, emulator: OAuthEmulator
+) -> None:
     port = free_port()
-    cfg = write_config(tmp_path / "fixed.yaml", f"""
+    cfg = write_config(
+        tmp_path / "fixed.yaml",
+        f"""
         providers:
           emu:
             issuer: {emulator.url}
             client_id: loopauth-demo
             redirect_uri: http://127.0.0.1:{port}/callback
-    """)
+    """,
+    )
     for attempt in range(3):  # no TIME_WAIT left behind to block the next bind
         result = login("--config", str(cfg), "login")
         assert result.returncode == 0, (attempt, result.stderr)

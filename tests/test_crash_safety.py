@@ -43,8 +43,9 @@ def test_killed_while_saving(isolated: Path) -> None:
     last_seen = 0
     folder = isolated / "tokens" / "crash"
     for _ in range(60):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(last_seen)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(last_seen)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         proc.stdout.readline()  # wait until the writer runs (it has saved once)
         time.sleep(rng.uniform(0, 0.05))
@@ -63,17 +64,22 @@ def test_killed_while_saving(isolated: Path) -> None:
 def test_killed_while_refreshing(tmp_path: Path, isolated: Path) -> None:
     rng = random.Random(7)
     with OAuthEmulator(rotate_refresh_tokens=False) as emu:
-        cfg = write_config(tmp_path / "p.yaml", f"""
+        cfg = write_config(
+            tmp_path / "p.yaml",
+            f"""
             providers:
               e:
                 issuer: {emu.url}
                 client_id: loopauth-demo
-        """)
+        """,
+        )
         assert login("--config", str(cfg), "login").returncode == 0
         issued = {TokenStore().find("e").access_token}
         for _ in range(25):
-            proc = subprocess.Popen([sys.executable, "-m", "loopauth", "--config", str(cfg),
-                                     "refresh"], stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "loopauth", "--config", str(cfg), "refresh"],
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(rng.uniform(0.05, 0.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -81,13 +81,25 @@ def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
     from conftest import free_port, tiktok_config
 
     port = free_port()
-    emu = TikTokShopEmulator(app_key="key-1", app_secret=APP_SECRET, service_id="7301",
-                             redirect_url=f"http://localhost:{port}/", access_token_lifetime=30,
-                             rotate_refresh_tokens=True)  # 30 s: the first `token` refreshes
+    emu = TikTokShopEmulator(
+        app_key="key-1",
+        app_secret=APP_SECRET,
+        service_id="7301",
+        redirect_url=f"http://localhost:{port}/",
+        access_token_lifetime=30,
+        rotate_refresh_tokens=True,
+    )  # 30 s: the first `token` refreshes
     with emu:
-        cfg = tiktok_config(tmp_path / "p.yaml", emu.url, port, name="shop", client_id="key-1",
-                            service_id="7301", secret_var="APP_SECRET",
-                            extra="    refresh_leeway: 60\n")
+        cfg = tiktok_config(
+            tmp_path / "p.yaml",
+            emu.url,
+            port,
+            name="shop",
+            client_id="key-1",
+            service_id="7301",
+            secret_var="APP_SECRET",
+            extra="    refresh_leeway: 60\n",
+        )
         env = {"APP_SECRET": APP_SECRET, "LOOPAUTH_TRACE_HOOKS": "1"}
         texts: list[str] = []
         codes: list[str] = []
@@ -95,24 +107,34 @@ def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
         def run(*args: str, allowed: str = "", **kw: str) -> None:
             out = cli("-v", "--config", str(cfg), *args, env={**env, **kw})
             assert not allowed or out.stdout == allowed + "\n"  # only the token it was asked for
-            texts.append(out.stderr + out.stdout.replace(allowed, "") if allowed
-                         else out.stderr + out.stdout)
+            texts.append(
+                out.stderr + out.stdout.replace(allowed, "") if allowed else out.stderr + out.stdout
+            )
 
         for decision in ("allow", "deny"):
             result = login("-v", "--config", str(cfg), "login", decision=decision, env=env)
             texts.append(result.stderr + result.stdout)
             if result.page is not None:
                 texts.append(result.page.body)
-                codes += [h.split("code=")[1].split("&")[0] for h in result.page.hops
-                          if "code=" in h and "code=&" not in h]
+                codes += [
+                    h.split("code=")[1].split("&")[0]
+                    for h in result.page.hops
+                    if "code=" in h and "code=&" not in h
+                ]
         tokens = [TokenStore().find("shop")]
         emu.access_token_lifetime = 3600  # what `token` refreshes to now stays fresh
         out = cli("-v", "--config", str(cfg), "token", env=env)  # 30 s < 60 s leeway: refreshes
         tokens.append(TokenStore().find("shop"))
         assert out.stdout == tokens[-1].access_token + "\n" != tokens[0].access_token + "\n"
         texts.append(out.stderr)
-        for args in (["refresh"], ["shops"], ["shops", "--json"], ["status"], ["status", "--json"],
-                     ["providers"]):
+        for args in (
+            ["refresh"],
+            ["shops"],
+            ["shops", "--json"],
+            ["status"],
+            ["status", "--json"],
+            ["providers"],
+        ):
             run(*args)
             tokens.append(TokenStore().find("shop"))
         run("shops", APP_SECRET="wrong-secret-value")  # 106001
@@ -130,12 +152,13 @@ def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
     text = "\n".join(texts)
     assert codes and "TikTok Shop error 106001" in text and "36004005" in text
     leaked = [s for s in secrets if s in text]
-    where = [t[max(0, t.find(s) - 300):t.find(s) + 60] for s in leaked for t in texts if s in t]
+    where = [t[max(0, t.find(s) - 300) : t.find(s) + 60] for s in leaked for t in texts if s in t]
     assert not leaked, where
 
 
 def test_python_api_log_records_and_exceptions_leak_nothing(
-        tmp_path: Path, caplog: object, monkeypatch: object) -> None:
+    tmp_path: Path, caplog: object, monkeypatch: object
+) -> None:
     """In-process: every log record (all loggers, DEBUG) and every exception text."""
     import logging
     import threading
@@ -156,12 +179,15 @@ def test_python_api_log_records_and_exceptions_leak_nothing(
 
     monkeypatch.setattr(oauth, "authorization_request", observing)  # type: ignore[attr-defined]
     caplog.set_level(logging.DEBUG)  # type: ignore[attr-defined]
-    clients = {"conf": EmulatorClient("conf", SECRET, ["http://127.0.0.1/callback"],
-                                      "client_secret_post")}
+    clients = {
+        "conf": EmulatorClient("conf", SECRET, ["http://127.0.0.1/callback"], "client_secret_post")
+    }
     errors: list[BaseException] = []
     with OAuthEmulator(clients=clients, rotate_refresh_tokens=True) as emu:
         monkeypatch.setenv("EMU_SECRET", SECRET)  # type: ignore[attr-defined]
-        cfg = write_config(tmp_path / "p.yaml", f"""
+        cfg = write_config(
+            tmp_path / "p.yaml",
+            f"""
             providers:
               emu:
                 issuer: {emu.url}
@@ -170,7 +196,8 @@ def test_python_api_log_records_and_exceptions_leak_nothing(
                 token_endpoint_auth_method: client_secret_post
                 scope: openid email
                 pkce: true
-        """)
+        """,
+        )
         provider = loopauth.load_config(str(cfg)).select("emu")
         flow = loopauth.Flow(provider)
         url = flow.start()
@@ -190,8 +217,15 @@ def test_python_api_log_records_and_exceptions_leak_nothing(
             denied.result()
         errors.append(info2.value)
     code = next(h for h in hops if "code=" in h).split("code=")[1].split("&")[0]
-    secrets = {SECRET, code, *verifiers, token.access_token, token.refresh_token,
-               refreshed.access_token, refreshed.refresh_token}
+    secrets = {
+        SECRET,
+        code,
+        *verifiers,
+        token.access_token,
+        token.refresh_token,
+        refreshed.access_token,
+        refreshed.refresh_token,
+    }
     records = "\n".join(r.getMessage() for r in caplog.records)  # type: ignore[attr-defined]
     assert "POST /token" in records or "/token" in records  # urllib3 did log the calls
     exceptions = "\n".join(f"{e}\n{e!r}\n{getattr(e, 'response', '')}" for e in errors)

@@ -30,8 +30,10 @@ from conftest import login, write_config
 
 
 def provider(emu: OAuthEmulator, redirect: str = "http://127.0.0.1:0/callback") -> object:
-    return parse(f"providers:\n  e:\n    issuer: {emu.url}\n    client_id: loopauth-demo\n"
-                 f"    redirect_uri: {redirect}\n").select("e")
+    return parse(
+        f"providers:\n  e:\n    issuer: {emu.url}\n    client_id: loopauth-demo\n"
+        f"    redirect_uri: {redirect}\n"
+    ).select("e")
 
 
 @pytest.fixture
@@ -58,15 +60,17 @@ def listening_addresses(port: int) -> set[str]:
                 if width == 8:
                     found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
                 else:  # four little-endian 32-bit words
-                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                     found.add(socket.inet_ntop(socket.AF_INET6, words))
     return found
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
 def test_listener_is_bound_to_loopback_only_as_the_os_sees_it(emulator: OAuthEmulator) -> None:
-    for redirect, expected in (("http://127.0.0.1:0/callback", {"127.0.0.1"}),
-                               ("http://localhost:0/callback", {"127.0.0.1", "::1"})):
+    for redirect, expected in (
+        ("http://127.0.0.1:0/callback", {"127.0.0.1"}),
+        ("http://localhost:0/callback", {"127.0.0.1", "::1"}),
+    ):
         flow = Flow(provider(emulator, redirect))  # type: ignore[arg-type]
         flow.start()
         try:
@@ -96,8 +100,7 @@ def test_listener_bind_is_exclusive(started: Flow) -> None:
     assert info.value.errno in (errno.EADDRINUSE, errno.EACCES, 10013, 10048)
 
 
-def test_state_is_compared_in_constant_time(started: Flow,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_is_compared_in_constant_time(started: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
     original = hmac.compare_digest
 
@@ -135,13 +138,16 @@ def test_a_failed_exchange_is_never_retried(tmp_path: Path) -> None:
             return Response(503, "<html>busy</html>", {}, "text/html")
 
     with OAuthEmulator() as emu, Flaky() as flaky:
-        cfg = write_config(tmp_path / "p.yaml", f"""
+        cfg = write_config(
+            tmp_path / "p.yaml",
+            f"""
             providers:
               e:
                 issuer: {emu.url}
                 token_endpoint: {flaky.url}/token
                 client_id: loopauth-demo
-        """)
+        """,
+        )
         result = login("--config", str(cfg), "login")
     assert result.returncode == 5
     assert flaky.log == [("POST", "/token")]  # one attempt: a code is single use
@@ -150,19 +156,28 @@ def test_a_failed_exchange_is_never_retried(tmp_path: Path) -> None:
 def test_concurrent_refreshes_happen_once(tmp_path: Path) -> None:
     """Several processes find the token expiring: one refreshes, the others re-read (lock)."""
     with OAuthEmulator(access_token_lifetime=30, rotate_refresh_tokens=True) as emu:
-        cfg = write_config(tmp_path / "p.yaml", f"""
+        cfg = write_config(
+            tmp_path / "p.yaml",
+            f"""
             providers:
               e:
                 issuer: {emu.url}
                 client_id: loopauth-demo
                 refresh_leeway: 10
-        """)
+        """,
+        )
         assert login("--config", str(cfg), "login").returncode == 0
         cfg.write_text(cfg.read_text().replace("refresh_leeway: 10", "refresh_leeway: 60"))
         emu.access_token_lifetime = 3600  # the refreshed token is fresh for the others
-        procs = [subprocess.Popen([sys.executable, "-m", "loopauth", "--config", str(cfg),
-                                   "token"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(6)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "loopauth", "--config", str(cfg), "token"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
         outs = [p.communicate(60) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert len({o for o, _ in outs}) == 1  # everyone printed the same new token
@@ -294,7 +309,8 @@ def test_every_listener_answer_carries_the_security_headers(started: Flow) -> No
 
 
 def test_connections_past_the_cap_are_closed_at_once(
-        started: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import select
 
     from loopauth import listener
@@ -303,8 +319,10 @@ def test_connections_past_the_cap_are_closed_at_once(
     monkeypatch.setattr(listener, "REQUEST_DEADLINE", 60.0)
     port = urlsplit(started.redirect_uri).port
     extra = 10
-    socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
-             for _ in range(listener.MAX_CONNECTIONS + extra)]
+    socks = [
+        socket.create_connection(("127.0.0.1", port), timeout=10)
+        for _ in range(listener.MAX_CONNECTIONS + extra)
+    ]
     deadline = time.monotonic() + 10
     readable: list[socket.socket] = []
     while time.monotonic() < deadline:  # until the listener has accepted (and judged) them all

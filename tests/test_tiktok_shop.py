@@ -31,8 +31,13 @@ def port() -> int:
 
 
 def make_emulator(port: int, **options: object) -> TikTokShopEmulator:
-    return TikTokShopEmulator(app_key=KEY, app_secret=SECRET, service_id=SERVICE,
-                              redirect_url=f"http://localhost:{port}/", **options)  # type: ignore[arg-type]
+    return TikTokShopEmulator(
+        app_key=KEY,
+        app_secret=SECRET,
+        service_id=SERVICE,
+        redirect_url=f"http://localhost:{port}/",
+        **options,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -60,31 +65,61 @@ def shop_login(cfg: Path, *args: str, decision: str = "allow") -> object:
 
 # -- signing -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("secret", "path", "params", "body", "expected"), [
-    ("e59af819cc", "/authorization/202309/shops", {"app_key": "29a39d", "timestamp": "1623812664"},
-     None, "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK",
-      "timestamp": "1696909648"}, None,
-     "ed58e1b5e59865c22a7b828c1cab65007441f43cc91a6cb2f2cdc638e0995a37"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK",
-      "timestamp": "1696909648"},
-     b'{"event_type":"PACKAGE_UPDATE","address":"https://partner.tiktokshop.com"}',
-     "701dd6deb2389fe4c469b89bd37fc56f96a6da6afeb4d01c9077a65169752fa7"),
-    ("app_secret", "/test-api", {"foo": "bar"}, None,
-     "d3cb7fe11ecae942802ceeca67e7cf10120cc12f1517d45fbc1c8cfe5413c80f"),
-])
-def test_published_signing_vectors(secret: str, path: str, params: dict[str, str],
-                                   body: bytes | None, expected: str) -> None:
+
+@pytest.mark.parametrize(
+    ("secret", "path", "params", "body", "expected"),
+    [
+        (
+            "e59af819cc",
+            "/authorization/202309/shops",
+            {"app_key": "29a39d", "timestamp": "1623812664"},
+            None,
+            "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8",
+        ),
+        (
+            "e59af819cc",
+            "/event/202309/webhooks",
+            {
+                "app_key": "68xu9ks5p4i8",
+                "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK",
+                "timestamp": "1696909648",
+            },
+            None,
+            "ed58e1b5e59865c22a7b828c1cab65007441f43cc91a6cb2f2cdc638e0995a37",
+        ),
+        (
+            "e59af819cc",
+            "/event/202309/webhooks",
+            {
+                "app_key": "68xu9ks5p4i8",
+                "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK",
+                "timestamp": "1696909648",
+            },
+            b'{"event_type":"PACKAGE_UPDATE","address":"https://partner.tiktokshop.com"}',
+            "701dd6deb2389fe4c469b89bd37fc56f96a6da6afeb4d01c9077a65169752fa7",
+        ),
+        (
+            "app_secret",
+            "/test-api",
+            {"foo": "bar"},
+            None,
+            "d3cb7fe11ecae942802ceeca67e7cf10120cc12f1517d45fbc1c8cfe5413c80f",
+        ),
+    ],
+)
+def test_published_signing_vectors(
+    secret: str, path: str, params: dict[str, str], body: bytes | None, expected: str
+) -> None:
     assert sign(secret, path, params, body) == expected
     assert sign(secret, path, {**params, "sign": "x", "access_token": "y"}, body) == expected
 
 
 # -- login ---------------------------------------------------------------------------------
 
+
 def test_login_stores_the_seller_token_and_writes_the_seed_file(
-        cfg: Path, tiktok: TikTokShopEmulator, tmp_path: Path, isolated: Path) -> None:
+    cfg: Path, tiktok: TikTokShopEmulator, tmp_path: Path, isolated: Path
+) -> None:
     out_file = tmp_path / "qa_data" / "tokens" / "tiktok-shops.json"
     result = shop_login(cfg, "--output", str(out_file))
     assert result.returncode == 0, result.stderr
@@ -110,10 +145,19 @@ def test_login_stores_the_seller_token_and_writes_the_seed_file(
 
 
 def test_a_creator_has_no_seller_name(cfg: Path) -> None:
-    result = login("--config", str(cfg), "login", "--no-browser", decision=None, env=ENV,
-                   before=lambda url: __import__("threading").Thread(
-                       target=browse, args=(url,), kwargs={"account": "7010736057180399999"}
-                   ).start())
+    result = login(
+        "--config",
+        str(cfg),
+        "login",
+        "--no-browser",
+        decision=None,
+        env=ENV,
+        before=lambda url: (
+            __import__("threading")
+            .Thread(target=browse, args=(url,), kwargs={"account": "7010736057180399999"})
+            .start()
+        ),
+    )
     assert result.returncode == 0, result.stderr
     token = TokenStore().find("tiktok-shop")
     assert token.account_id == "7010736057180399999" and token.account_label is None
@@ -140,8 +184,10 @@ def test_stale_code_is_36004004(tmp_path: Path, port: int) -> None:
 
 # -- refresh -------------------------------------------------------------------------------
 
+
 def test_token_refreshes_by_itself_and_keeps_a_rotated_refresh_token(
-        tmp_path: Path, port: int) -> None:
+    tmp_path: Path, port: int
+) -> None:
     with make_emulator(port, access_token_lifetime=30, rotate_refresh_tokens=True) as emu:
         cfg = shop_config(tmp_path / "p.yaml", emu, port)
         assert shop_login(cfg).returncode == 0
@@ -153,34 +199,44 @@ def test_token_refreshes_by_itself_and_keeps_a_rotated_refresh_token(
         assert second.refresh_token != first.refresh_token  # the rotated one was stored
         assert cli("--config", str(cfg), "token", env=ENV).returncode == 0  # and it works
         third = TokenStore().find("tiktok-shop")
-        assert emu.token_calls == ["/api/v2/token/get", "/api/v2/token/refresh",
-                                   "/api/v2/token/refresh"]
+        assert emu.token_calls == [
+            "/api/v2/token/get",
+            "/api/v2/token/refresh",
+            "/api/v2/token/refresh",
+        ]
         assert third.refresh_token not in (first.refresh_token, second.refresh_token)
         assert third.account_label == "Jjj test shop" and third.extra["shop_region"] == "GB"
         assert third.raw == emu.responses[-1]
 
 
 def test_refresh_and_token_output_keep_the_seed_file_fresh(
-        cfg: Path, tiktok: TikTokShopEmulator, tmp_path: Path) -> None:
+    cfg: Path, tiktok: TikTokShopEmulator, tmp_path: Path
+) -> None:
     assert shop_login(cfg).returncode == 0
     seed = tmp_path / "tiktok-shops.json"
     out = cli("--config", str(cfg), "refresh", "--output", str(seed), env=ENV)
     assert out.returncode == 0, out.stderr
     assert json.loads(seed.read_text()) == tiktok.responses[-1]
-    assert tiktok.responses[-1]["data"]["refresh_token"] == tiktok.responses[0]["data"][
-        "refresh_token"]  # without rotation the same refresh token comes back
+    assert (
+        tiktok.responses[-1]["data"]["refresh_token"]
+        == tiktok.responses[0]["data"]["refresh_token"]
+    )  # without rotation the same refresh token comes back
     seed.unlink()
     out = cli("--config", str(cfg), "token", "--output", str(seed), env=ENV)
     assert out.stdout.strip() == tiktok.responses[-1]["data"]["access_token"]
     assert json.loads(seed.read_text()) == tiktok.responses[-1]
 
 
-@pytest.mark.parametrize(("break_it", "code", "hint"), [
-    ("revoke_refresh_tokens", 36004005, "does not know this refresh token"),
-    ("expire_refresh_tokens", 36004001, "the refresh token has expired"),
-])
+@pytest.mark.parametrize(
+    ("break_it", "code", "hint"),
+    [
+        ("revoke_refresh_tokens", 36004005, "does not know this refresh token"),
+        ("expire_refresh_tokens", 36004001, "the refresh token has expired"),
+    ],
+)
 def test_dead_refresh_token_errors_leave_the_stored_token_untouched(
-        cfg: Path, tiktok: TikTokShopEmulator, break_it: str, code: int, hint: str) -> None:
+    cfg: Path, tiktok: TikTokShopEmulator, break_it: str, code: int, hint: str
+) -> None:
     assert shop_login(cfg).returncode == 0
     path = Path(TokenStore().path_for("tiktok-shop", "7010736057180325637"))
     before = path.read_bytes()
@@ -210,8 +266,9 @@ def test_unknown_service_id_page(tiktok: TikTokShopEmulator) -> None:
     assert "This service does not exist" in page.body
 
 
-def test_service_id_that_looks_like_the_app_key_warns(tmp_path: Path, tiktok: TikTokShopEmulator,
-                                                      port: int) -> None:
+def test_service_id_that_looks_like_the_app_key_warns(
+    tmp_path: Path, tiktok: TikTokShopEmulator, port: int
+) -> None:
     cfg = shop_config(tmp_path / "p.yaml", tiktok, port)
     cfg.write_text(cfg.read_text().replace(f'service_id: "{SERVICE}"', f"service_id: {KEY}"))
     out = cli("--config", str(cfg), "providers", env=ENV)
@@ -222,10 +279,14 @@ def test_service_id_that_looks_like_the_app_key_warns(tmp_path: Path, tiktok: Ti
 def test_region_chooses_the_authorization_host(tmp_path: Path) -> None:
     from loopauth.config import parse
 
-    text = ("providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n    client_secret: s\n"
-            "    service_id: '7301'\n")
-    assert parse(text).select("s").get("authorization_endpoint") == \
-        "https://services.tiktokshop.com/open/authorize"
+    text = (
+        "providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n    client_secret: s\n"
+        "    service_id: '7301'\n"
+    )
+    assert (
+        parse(text).select("s").get("authorization_endpoint")
+        == "https://services.tiktokshop.com/open/authorize"
+    )
     us = parse(text + "    region: us\n").select("s")
     assert us.get("authorization_endpoint") == "https://services.us.tiktokshop.com/open/authorize"
     assert us.get("token_endpoint") == "https://auth.tiktok-shops.com/api/v2/token/get"
@@ -239,23 +300,29 @@ def test_pkce_can_be_switched_on(tmp_path: Path, tiktok: TikTokShopEmulator, por
     result = shop_login(cfg)
     assert result.returncode == 0
     assert set(parse_qs(urlsplit(result.url).query)) == {
-        "service_id", "state", "code_challenge", "code_challenge_method"}
+        "service_id",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
 
 
 # -- the Shop API --------------------------------------------------------------------------
+
 
 def test_shops_lists_the_authorized_shops(cfg: Path) -> None:
     assert shop_login(cfg).returncode == 0
     out = cli("--config", str(cfg), "shops", env=ENV)
     assert out.returncode == 0, out.stderr
-    assert ("Maomao beauty shop  region=GB  seller_type=CROSS_BORDER  "
-            "cipher=GCP_XF90igAAAABh00qsWgtvOiGFNqyubMt3") in out.stdout
+    assert (
+        "Maomao beauty shop  region=GB  seller_type=CROSS_BORDER  "
+        "cipher=GCP_XF90igAAAABh00qsWgtvOiGFNqyubMt3"
+    ) in out.stdout
     shops = json.loads(cli("--config", str(cfg), "shops", "--json", env=ENV).stdout)
     assert [s["name"] for s in shops] == ["Maomao beauty shop", "Maomao home"]
 
 
-def test_shops_with_an_expired_token_refreshes_first(cfg: Path,
-                                                      tiktok: TikTokShopEmulator) -> None:
+def test_shops_with_an_expired_token_refreshes_first(cfg: Path, tiktok: TikTokShopEmulator) -> None:
     assert shop_login(cfg).returncode == 0
     path = Path(TokenStore().path_for("tiktok-shop", "7010736057180325637"))
     data = json.loads(path.read_text())
@@ -267,8 +334,7 @@ def test_shops_with_an_expired_token_refreshes_first(cfg: Path,
     assert tiktok.token_calls == ["/api/v2/token/get", "/api/v2/token/refresh"]
 
 
-def test_shops_retries_once_when_tiktok_says_105002(cfg: Path,
-                                                     tiktok: TikTokShopEmulator) -> None:
+def test_shops_retries_once_when_tiktok_says_105002(cfg: Path, tiktok: TikTokShopEmulator) -> None:
     assert shop_login(cfg).returncode == 0
     tiktok.expire_access_tokens()  # expired on TikTok's side only
     out = cli("--config", str(cfg), "shops", env=ENV)
@@ -277,8 +343,9 @@ def test_shops_retries_once_when_tiktok_says_105002(cfg: Path,
 
 
 def test_shops_needs_a_tiktok_provider(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "p.yaml", "providers:\n  g:\n    issuer: https://a.example\n"
-                                              "    client_id: c\n")
+    cfg = write_config(
+        tmp_path / "p.yaml", "providers:\n  g:\n    issuer: https://a.example\n    client_id: c\n"
+    )
     out = cli("--config", str(cfg), "shops")
     assert out.returncode == 2 and "uses plugin oauth2, not tiktok_shop" in out.stderr
 
@@ -303,8 +370,10 @@ def _api(tiktok: TikTokShopEmulator, **override: str) -> tuple[int, dict]:
     params = {"app_key": KEY, "timestamp": str(int(time.time()))}
     params.update({k: v for k, v in override.items() if k != "secret"})
     params["sign"] = sign(override.get("secret", SECRET), "/authorization/202309/shops", params)
-    req = urllib.request.Request(f"{tiktok.url}/authorization/202309/shops?{urlencode(params)}",
-                                 headers={"x-tts-access-token": token})
+    req = urllib.request.Request(
+        f"{tiktok.url}/authorization/202309/shops?{urlencode(params)}",
+        headers={"x-tts-access-token": token},
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -330,8 +399,10 @@ def test_envelope_garbage_is_a_provider_error(tmp_path: Path, port: int) -> None
     from loopauth.config import parse
     from loopauth.plugins.tiktok_shop import check_envelope, parse_token_response
 
-    provider = parse("providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
-                     "    client_secret: s\n    service_id: '7301'\n").select("s")
+    provider = parse(
+        "providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
+        "    client_secret: s\n    service_id: '7301'\n"
+    ).select("s")
     for response, message in [
         ({"message": "x"}, "without a numeric `code`"),
         ({"code": "zero"}, "without a numeric `code`"),
@@ -339,17 +410,44 @@ def test_envelope_garbage_is_a_provider_error(tmp_path: Path, port: int) -> None
         ({"code": 0}, "without a `data` object"),
         ({"code": 0, "data": {"access_token": "a"}}, "malformed refresh_token"),
         *[
-            ({"code": 0, "data": {"access_token": "a", "refresh_token": "r",
-                                  "access_token_expire_in": bad,
-                                  "refresh_token_expire_in": 4841467787}},
-             "access_token_expire_in is not a sensible Unix time")
-            for bad in ("soon", 1722342011000, 604800, -5, float("nan"), float("inf"), 1e300,
-                        10**400, True, None)
+            (
+                {
+                    "code": 0,
+                    "data": {
+                        "access_token": "a",
+                        "refresh_token": "r",
+                        "access_token_expire_in": bad,
+                        "refresh_token_expire_in": 4841467787,
+                    },
+                },
+                "access_token_expire_in is not a sensible Unix time",
+            )
+            for bad in (
+                "soon",
+                1722342011000,
+                604800,
+                -5,
+                float("nan"),
+                float("inf"),
+                1e300,
+                10**400,
+                True,
+                None,
+            )
         ],
-        ({"code": 0, "data": {"access_token": "a", "refresh_token": "r",
-                              "access_token_expire_in": 1722342011,
-                              "refresh_token_expire_in": 4841467787,
-                              "granted_scopes": "x"}}, "granted_scopes is not a list"),
+        (
+            {
+                "code": 0,
+                "data": {
+                    "access_token": "a",
+                    "refresh_token": "r",
+                    "access_token_expire_in": 1722342011,
+                    "refresh_token_expire_in": 4841467787,
+                    "granted_scopes": "x",
+                },
+            },
+            "granted_scopes is not a list",
+        ),
         ({"code": 99, "message": "odd", "request_id": 5}, "TikTok Shop error 99: odd"),
     ]:
         with pytest.raises(Exception) as info:
@@ -366,8 +464,14 @@ def test_make_demo_job(tmp_path: Path) -> None:
     import sys
 
     env = {**os.environ, "CI": "true"}
-    proc = subprocess.run([sys.executable, "-m", "loopauth.demo"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopauth.demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     saved = json.loads((tmp_path / "qa_data" / "tokens" / "tiktok-shops.json").read_text())
     assert saved["code"] == 0 and saved["data"]["seller_name"] == "Jjj test shop"
@@ -381,8 +485,15 @@ def test_a_used_code_is_36004004(cfg: Path, tiktok: TikTokShopEmulator) -> None:
     assert result.returncode == 0
     callback = next(h for h in result.page.hops if "code=" in h)
     code = parse_qs(urlsplit(callback).query)["code"][0]
-    again = requests.get(f"{tiktok.url}/api/v2/token/get", params={
-        "app_key": KEY, "app_secret": SECRET, "auth_code": code, "grant_type": "authorized_code"})
+    again = requests.get(
+        f"{tiktok.url}/api/v2/token/get",
+        params={
+            "app_key": KEY,
+            "app_secret": SECRET,
+            "auth_code": code,
+            "grant_type": "authorized_code",
+        },
+    )
     assert again.json()["code"] == 36004004 and "data" not in again.json()
 
 
@@ -390,38 +501,50 @@ def test_emulator_command_serves_tiktok(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "loopauth", "emulator", "tiktok_shop"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "emulator", "tiktok_shop"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert line.startswith("emulator listening on http://127.0.0.1:")
         url = line.split()[-1]
-        page = browse(f"{url}/open/authorize?service_id=7301234567890123456&state=s",
-                      stop_at="http://localhost:3017/")
+        page = browse(
+            f"{url}/open/authorize?service_id=7301234567890123456&state=s",
+            stop_at="http://localhost:3017/",
+        )
         assert "code=" in page.url and "shop_region=GB" in page.url
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def test_a_used_code_through_the_cli_is_36004004(cfg: Path, tiktok: TikTokShopEmulator,
-                                                 port: int) -> None:
+def test_a_used_code_through_the_cli_is_36004004(
+    cfg: Path, tiktok: TikTokShopEmulator, port: int
+) -> None:
     """Someone else spends the code first (a replayed redirect): exit 5 with the hint."""
+
     def steal_then_deliver(url: str) -> None:
         redirect = browse(url, stop_at=f"http://localhost:{port}/").url
         code = parse_qs(urlsplit(redirect).query)["code"][0]
-        requests.get(f"{tiktok.url}/api/v2/token/get", params={
-            "app_key": KEY, "app_secret": SECRET, "auth_code": code,
-            "grant_type": "authorized_code"})
+        requests.get(
+            f"{tiktok.url}/api/v2/token/get",
+            params={
+                "app_key": KEY,
+                "app_secret": SECRET,
+                "auth_code": code,
+                "grant_type": "authorized_code",
+            },
+        )
         threading.Thread(target=deliver, args=(redirect,)).start()
 
     def deliver(redirect: str) -> None:
         with pytest.raises(urllib.error.HTTPError):  # the listener's failure page: 502
             urllib.request.urlopen(redirect, timeout=10)
 
-    result = login("--config", str(cfg), "login", decision=None, before=steal_then_deliver,
-                   env=ENV)
+    result = login("--config", str(cfg), "login", decision=None, before=steal_then_deliver, env=ENV)
     assert result.returncode == 5, result.stderr
     assert "TikTok Shop error 36004004" in result.stderr and "log in again" in result.stderr
     assert not list((Path(os.environ["LOOPAUTH_HOME"]) / "tokens").rglob("*.json"))
@@ -439,15 +562,22 @@ def test_exact_token_and_refresh_requests(cfg: Path, tiktok: TikTokShopEmulator)
     assert shop_login(cfg).returncode == 0
     assert cli("--config", str(cfg), "refresh", env=ENV).returncode == 0
     assert tiktok.token_requests == [
-        {"path": "/api/v2/token/get", "grant_type": "authorized_code",
-         "params": ["app_key", "app_secret", "auth_code", "grant_type"]},
-        {"path": "/api/v2/token/refresh", "grant_type": "refresh_token",
-         "params": ["app_key", "app_secret", "grant_type", "refresh_token"]},
+        {
+            "path": "/api/v2/token/get",
+            "grant_type": "authorized_code",
+            "params": ["app_key", "app_secret", "auth_code", "grant_type"],
+        },
+        {
+            "path": "/api/v2/token/refresh",
+            "grant_type": "refresh_token",
+            "params": ["app_key", "app_secret", "grant_type", "refresh_token"],
+        },
     ]
 
 
-def test_python_debug_logging_never_shows_the_secret(cfg: Path, caplog: pytest.LogCaptureFixture,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_debug_logging_never_shows_the_secret(
+    cfg: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import logging
 
     import loopauth
@@ -479,7 +609,8 @@ def test_repeated_parameters_are_refused_not_guessed(cfg: Path) -> None:
 
 
 def test_auth_retries_once_on_105002_and_ignores_proxies_for_loopback(
-        cfg: Path, tiktok: TikTokShopEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg: Path, tiktok: TikTokShopEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from loopauth.plugins.tiktok_shop import shop_session
 
     assert shop_login(cfg).returncode == 0
@@ -495,19 +626,27 @@ def test_a_refresh_for_another_account_is_refused(tmp_path: Path, port: int) -> 
     from loopauth.config import parse
     from loopauth.plugins.tiktok_shop import parse_token_response
 
-    provider = parse("providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
-                     "    client_secret: s\n    service_id: '7301'\n").select("s")
-    data = {"access_token": "a", "refresh_token": "r", "access_token_expire_in": 1722342011,
-            "refresh_token_expire_in": 4841467787, "open_id": "one"}
-    first = parse_token_response(provider=provider, response={"code": 0, "data": data},
-                                 previous=None)
+    provider = parse(
+        "providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
+        "    client_secret: s\n    service_id: '7301'\n"
+    ).select("s")
+    data = {
+        "access_token": "a",
+        "refresh_token": "r",
+        "access_token_expire_in": 1722342011,
+        "refresh_token_expire_in": 4841467787,
+        "open_id": "one",
+    }
+    first = parse_token_response(
+        provider=provider, response={"code": 0, "data": data}, previous=None
+    )
     other = {**data, "open_id": "two"}
     with pytest.raises(Exception, match="answered for another account"):
-        parse_token_response(provider=provider, response={"code": 0, "data": other},
-                             previous=first)
+        parse_token_response(provider=provider, response={"code": 0, "data": other}, previous=first)
     no_refresh = {k: v for k, v in data.items() if not k.startswith("refresh")}
-    kept = parse_token_response(provider=provider, response={"code": 0, "data": no_refresh},
-                                previous=first)
+    kept = parse_token_response(
+        provider=provider, response={"code": 0, "data": no_refresh}, previous=first
+    )
     assert kept.refresh_token == "r" and kept.refresh_expires_at == 4841467787
 
 
