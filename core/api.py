@@ -71,7 +71,7 @@ def ensure_fresh(
 ) -> Token:
     """Refresh under a cross-process lock, re-reading first: another process may have done it."""
     token = store.find(provider.name, account)
-    leeway = float(provider.get("refresh_leeway", 60.0))
+    leeway = provider.refresh_leeway
     if not force and token.is_fresh(leeway):
         if not token.bound_to:
             _bind_on_first_use(provider, token, store)

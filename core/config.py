@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import logging
 import math
 import os
@@ -12,13 +11,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from . import paths
 from .errors import ConfigError
 from .provider import Provider, ProviderType, Setting
+from .urls import check_url
 
 log = logging.getLogger("loopauth.config")
 
@@ -82,41 +81,6 @@ class Config:
 def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Return True for localhost and loopback IP literals."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(value: str, *, redirect: bool = False, detail: bool = True) -> str | None:
-    """Return why `value` is not an acceptable URL, or None (`detail`: may quote parts of it)."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        return f"is not a valid URL ({exc})" if detail else "is not a valid URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http(s) URL with a host"
-    if parts.fragment:
-        return "must not contain a #fragment"
-    loopback = is_loopback_host(parts.hostname)
-    if redirect:
-        if parts.scheme != "http" or not loopback:
-            return (
-                "must be a loopback http URL (http://127.0.0.1, http://[::1] or "
-                "http://localhost, RFC 8252 §7.3)"
-            )
-    elif parts.scheme == "http" and not loopback:
-        return "must use https (http:// is only allowed for loopback hosts)"
-    return None
 
 
 class _Loader(yaml.SafeLoader):
@@ -363,7 +327,7 @@ def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
         raise ConfigError("is not UTF-8 text", file=path) from None
     config = parse(text, path)
     if write_cache:
-        from . import fastpath
+        from .cli import fastpath
 
         fastpath.write_cache(config)
     return config

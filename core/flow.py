@@ -129,7 +129,7 @@ class Flow:
         """Block until the flow ends or `timeout` seconds (default: the provider's) pass."""
         if self.state is State.IDLE:
             raise LoopauthError("start() the flow before waiting for it")
-        limit = float(self.provider.get("timeout", 300.0) if timeout is None else timeout)
+        limit = self.provider.timeout if timeout is None else float(timeout)
         deadline = time.monotonic() + limit
         try:
             while not self._done.is_set():

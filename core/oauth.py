@@ -1,143 +1,32 @@
-"""The protocol, on authlib: discovery, authorization URL, code exchange, refresh, account naming.
+"""The protocol, on authlib's pieces: discovery, authorization URL, code exchange, refresh,
+account naming.
 
-Plugins bend each step through hooks; everything here is the standard (RFC 6749/7636/8414) way.
+Everything here is the standard (RFC 6749/7636/8414) way; a provider type's own callables
+replace single steps for its providers (`ProviderType.token_request`, ...).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import redact
-from .config import check_url, is_loopback_host
-from .errors import LoopauthError, ProviderError
-from .plugin_manager import pm
+from . import redact, transport
+from .errors import ProviderError
 from .provider import Account, Provider, TokenRequest
 from .token import Token, is_token_text
-
-if TYPE_CHECKING:
-    import requests
+from .urls import check_url, host_of, safe_url
 
 log = logging.getLogger("loopauth.oauth")
 
-MAX_RESPONSE = 1 << 20
 MAX_TIME = 253402300799  # 9999-12-31: any later expiry is garbage
-
-
-def host_of(url: str) -> str:
-    """Return a URL's host[:port] without any user:password@ (for messages)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{host}:{parts.port}" if parts.port else host
-    except ValueError:
-        return "<unparseable URL>"
-
-
-def safe_url(url: str) -> str:
-    """Return `url` without credentials, query or fragment (TikTok puts its secret in the query)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    return urlunsplit((parts.scheme, host_of(url), parts.path, "", ""))
-
-
-def request_error(exc: BaseException, url: str, timeout: float) -> ProviderError:
-    """Describe a requests exception without its text, which can quote the full URL."""
-    import requests
-
-    if isinstance(exc, requests.Timeout):
-        return ProviderError(f"{safe_url(url)} did not answer within {timeout:g} s")
-    if isinstance(exc, requests.ConnectionError):
-        return ProviderError(
-            f"cannot connect to {safe_url(url)} (connection refused or unreachable)"
-        )
-    if isinstance(exc, requests.TooManyRedirects):
-        return ProviderError(f"{safe_url(url)} redirected too many times")
-    if isinstance(exc, RecursionError):
-        return ProviderError(f"{safe_url(url)} answered with absurdly nested JSON")
-    return ProviderError(f"request to {safe_url(url)} failed ({type(exc).__name__})")
-
-
-def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
-    """Read at most 1 MiB of a response and return its JSON object, or raise ProviderError."""
-    if resp.is_redirect:
-        # Never followed: a token request would carry the client secret and codes to wherever
-        # it points, past the https-only check on configured endpoints.
-        where = safe_url(resp.headers.get("location", ""))
-        resp.close()
-        raise ProviderError(
-            f"{what} answered with a redirect (HTTP {resp.status_code}) to "
-            f"{where}; loopauth does not follow redirects from a provider: "
-            "configure the final URL"
-        )
-    chunks, size = [], 0
-    for chunk in resp.iter_content(65536):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_RESPONSE:
-            resp.close()
-            raise ProviderError(f"{what} answered with more than 1 MiB; giving up")
-    body = b"".join(chunks)
-    resp._content = body  # so requests/authlib can read it again
-    resp._content_consumed = True  # type: ignore[attr-defined]
-    status = resp.status_code
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        data = None
-    if not isinstance(data, dict):
-        ctype = resp.headers.get("content-type", "")
-        looks_html = "html" in ctype or b"<html" in body[:2048].lower()
-        kind = "an HTML page" if looks_html else "something that is not a JSON object"
-        if not body:
-            kind = "an empty body"
-        raise ProviderError(f"{what} answered HTTP {status} with {kind} ({len(body)} bytes)")
-    if status >= 500 and "error" not in data:
-        raise ProviderError(f"{what} answered HTTP {status} (server error)")
-    return data
-
-
-@contextlib.contextmanager
-def talking_to(url: str, timeout: float) -> Iterator[None]:
-    """Turn any failure of an exchange with `url` into a ProviderError that never quotes it."""
-    try:
-        yield
-    except LoopauthError:
-        raise
-    except Exception as exc:  # requests, urllib3 and json can raise more than RequestException
-        raise request_error(exc, url, timeout) from None
-
-
-def http_get_json(provider: Provider, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
-    """GET a JSON document from the provider with its timeout and the size cap."""
-    import requests
-
-    timeout = float(provider.get("http_timeout", 30.0))
-    with talking_to(url, timeout), requests.Session() as session:
-        session.trust_env = trust_env(url)
-        with session.get(
-            url, timeout=timeout, stream=True, allow_redirects=False, **kwargs
-        ) as resp:
-            return read_json(resp, what)
-
-
-def trust_env(url: str) -> bool:
-    """Return False for loopback URLs, so that no proxy from the environment is used for them."""
-    # An HTTP(S)_PROXY from the environment must not capture traffic to a local emulator.
-    return not is_loopback_host(urlsplit(url).hostname)
 
 
 def _well_known_urls(issuer: str) -> list[str]:
@@ -158,7 +47,9 @@ def discover(provider: Provider) -> None:
     errors = []
     for url in _well_known_urls(issuer):
         try:
-            doc = http_get_json(provider, url, f"discovery at {safe_url(url)}")
+            doc = transport.request_json(
+                "GET", url, f"discovery at {safe_url(url)}", timeout=provider.http_timeout
+            )
         except ProviderError as exc:
             errors.append(str(exc))
             continue
@@ -229,7 +120,8 @@ def authorization_request(provider: Provider, redirect_uri: str) -> Authorizatio
         params["code_challenge"] = create_s256_code_challenge(verifier)
         params["code_challenge_method"] = "S256"
     params.update(provider.get("auth_params") or {})
-    params = pm.hook.authorization_params(provider=provider, params=dict(params)) or params
+    if provider.type.authorization_params is not None:
+        params = provider.type.authorization_params(provider, dict(params))
     return AuthorizationRequest(
         add_params_to_uri(url, list(params.items())), redirect_uri, state, verifier
     )
@@ -329,49 +221,38 @@ def id_token_claims(provider: Provider, id_token: str) -> dict[str, Any]:
 
 
 def send(provider: Provider, request: TokenRequest, previous: Token | None) -> Token:
-    """Send a token request through authlib and parse the answer through the plugin hooks."""
-    from authlib.integrations.requests_client import OAuth2Session
-    from authlib.oauth2.client import DEFAULT_HEADERS
+    """Send a token request (authlib builds it and authenticates the client) and parse the answer.
 
-    timeout = float(provider.get("http_timeout", 30.0))
-    what = f"{provider.name}'s token endpoint ({safe_url(request.url)})"
-    parsed: list[Token] = []
+    Only authlib's protocol pieces are used: its requests integration would pull in its OpenID
+    client and cryptography while the browser waits for its page.
+    """
+    from authlib.oauth2.auth import ClientAuth
+    from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-    def on_response(resp: requests.Response) -> requests.Response:
-        data = read_json(resp, what)
-        try:
-            token = pm.hook.parse_token_response(
-                provider=provider, response=data, previous=previous
-            )
-            parsed.append(token or standard_token(provider, data, previous))
-        except ProviderError as exc:
-            exc.response = data
-            raise
-        # authlib only needs a well-formed body now; the parsed token is what we keep.
-        resp._content = json.dumps({"access_token": "-", "token_type": "Bearer"}).encode()
-        return resp
-
-    session = OAuth2Session(
-        provider.get("client_id"),
-        provider.client_secret,
-        token_endpoint_auth_method=request.auth,
-        default_timeout=timeout,
-    )
-    session.trust_env = trust_env(request.url)
     redact.protect(provider.client_secret, *request.params.values())
-    session.register_compliance_hook("access_token_response", on_response)
-    log.debug("%s %s (grant_type=%s)", request.method, safe_url(request.url), request.grant_type)
-    with talking_to(request.url, timeout), session:
-        session.fetch_token(
-            request.url,
-            method=request.method,
-            grant_type=request.grant_type,
-            headers={**DEFAULT_HEADERS, **request.headers},
-            stream=True,
-            allow_redirects=False,
-            **request.params,
-        )
-    token = parsed[0]
+    method = request.method.upper()
+    body = prepare_token_request(request.grant_type, **request.params)
+    url = request.url
+    if method == "GET":  # the parameters go in the query, as authlib's clients do
+        url, body = f"{url}{'&' if '?' in url else '?'}{body}", ""
+    headers = {
+        "Accept": "application/json",
+        "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
+        **request.headers,
+    }
+    auth = ClientAuth(provider.get("client_id"), provider.client_secret, request.auth)
+    url, headers, body = auth.prepare(method, url, headers, body)
+    log.debug("%s %s (grant_type=%s)", method, safe_url(url), request.grant_type)
+    what = f"{provider.name}'s token endpoint ({safe_url(request.url)})"
+    data = transport.request_json(
+        method, url, what, timeout=provider.http_timeout, headers=headers, body=body
+    )
+    try:
+        parse = provider.type.parse_token_response or standard_token
+        token = parse(provider, data, previous)
+    except ProviderError as exc:
+        exc.response = data  # Chilkat's AccessTokenResponse on error
+        raise
     for key, value in (
         ("access_token", token.access_token),
         ("refresh_token", token.refresh_token),
@@ -474,8 +355,9 @@ def exchange_code(
         params,
         auth=provider.auth_method,
     )
-    request = pm.hook.token_request(provider=provider, request=standard, callback=callback)
-    return send(provider, request or standard, previous=None)
+    custom = provider.type.token_request
+    request = custom(provider, standard, callback) if custom is not None else standard
+    return send(provider, request, previous=None)
 
 
 def refresh(provider: Provider, token: Token) -> Token:
@@ -490,7 +372,8 @@ def refresh(provider: Provider, token: Token) -> Token:
     url = current["refresh_endpoint"] or ""
     params = {"refresh_token": token.refresh_token or "", **(provider.get("token_params") or {})}
     standard = TokenRequest(url, "refresh_token", params, auth=provider.auth_method)
-    request = pm.hook.refresh_request(provider=provider, request=standard) or standard
+    custom = provider.type.refresh_request
+    request = custom(provider, standard) if custom is not None else standard
     check_binding(provider, token, {"refresh_endpoint": request.url})  # where a plugin sends it
     new = send(provider, request, previous=token)
     new.bound_to = current
@@ -499,16 +382,18 @@ def refresh(provider: Provider, token: Token) -> Token:
 
 def name_account(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account:
     """Return who the token belongs to: plugin hook, else id_token claims, else userinfo."""
-    account = pm.hook.account_for(provider=provider, token=token, callback=callback)
+    custom = provider.type.account_for
+    account = custom(provider, token, callback) if custom is not None else None
     if account is not None:
-        return account  # type: ignore[no-any-return]
+        return account
     claims = token.extra.get("id_token_claims")
     if not claims and provider.get("userinfo_endpoint"):
         try:
-            claims = http_get_json(
-                provider,
-                provider.get("userinfo_endpoint"),
+            claims = transport.request_json(
+                "GET",
+                str(provider.get("userinfo_endpoint")),
                 "userinfo",
+                timeout=provider.http_timeout,
                 headers={"Authorization": f"Bearer {token.access_token}"},
             )
         except ProviderError as exc:

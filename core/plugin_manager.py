@@ -38,14 +38,7 @@ class PluginInfo:
 
 pm = pluggy.PluginManager("loopauth")
 pm.add_hookspecs(hookspecs)
-if os.environ.get("LOOPAUTH_TRACE_HOOKS"):
-    # Names only: hook arguments carry codes and tokens, which must never reach a log.
-    pm.add_hookcall_monitoring(
-        lambda name, impls, kwargs: log.debug(
-            "hook %s -> %s", name, ", ".join(i.plugin_name for i in impls)
-        ),
-        lambda outcome, name, impls, kwargs: None,
-    )
+TRACE = bool(os.environ.get("LOOPAUTH_TRACE_HOOKS"))
 
 _loaded: list[PluginInfo] = []
 _failures: dict[str, str] = {}
@@ -101,47 +94,41 @@ def failures() -> dict[str, str]:
     return dict(_failures)
 
 
+def _collect(hook: str, key: Callable[[Any], str], what: str) -> dict[str, Any]:
+    """Call every plugin's `register_*` hook by keyword; a name registered twice names both."""
+    load_plugins()
+    found: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    if TRACE:  # names only, as pluggy's own tracing would: never what is registered
+        log.debug("hook %s -> %s", hook, ", ".join(i.plugin_name for i in impls))
+    for impl in impls:
+
+        def register(*item: Any, _owner: str = impl.plugin_name) -> None:
+            value = item[0] if len(item) == 1 else item
+            name = key(value)
+            if name in found:
+                raise ConfigError(
+                    f"plugins {owners[name]} and {_owner} both register the {what} {name!r}"
+                )
+            found[name], owners[name] = value, _owner
+
+        # Per implementation, not through pm.hook, so that a clash can name both plugins.
+        impl.function(**{arg: register for arg in impl.argnames})
+    return found
+
+
 def provider_types() -> dict[str, ProviderType]:
     """Return every registered provider type by name; a duplicate name is an error."""
-    load_plugins()
-    types: dict[str, ProviderType] = {}
-    owners: dict[str, str] = {}
-
-    for impl in pm.hook.register_provider_types.get_hookimpls():
-
-        def register(ptype: ProviderType, _owner: str = impl.plugin_name) -> None:
-            if ptype.name in types:
-                raise ConfigError(
-                    f"plugins {owners[ptype.name]} and {_owner} both register "
-                    f"the provider type {ptype.name!r}"
-                )
-            types[ptype.name] = ptype
-            owners[ptype.name] = _owner
-
-        # Called per implementation (not through pm.hook) so a clash can name both plugins.
-        impl.function(*[register for _ in impl.argnames])
-    return types
+    return _collect("register_provider_types", lambda t: t.name, "provider type")
 
 
 def commands() -> dict[str, Command]:
-    """Return the commands plugins add, by name."""
-    load_plugins()
-    found: dict[str, Command] = {}
-
-    def register(command: Command) -> None:
-        found[command.name] = command
-
-    pm.hook.register_commands(register=register)
-    return found
+    """Return the commands plugins add, by name; a duplicate name is an error."""
+    return _collect("register_commands", lambda c: c.name, "command")
 
 
 def emulators() -> dict[str, Callable[..., EmulatorServer]]:
-    """Return every registered emulator factory by name."""
-    load_plugins()
-    found: dict[str, Callable[..., Any]] = {}
-
-    def register(name: str, factory: Callable[..., EmulatorServer]) -> None:
-        found[name] = factory
-
-    pm.hook.register_emulators(register=register)
-    return found
+    """Return every registered emulator factory by name; a duplicate name is an error."""
+    pairs = _collect("register_emulators", lambda pair: pair[0], "emulator")
+    return {name: factory for name, (_, factory) in pairs.items()}

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from .token import Token
 
 SettingKind = Literal["str", "url", "bool", "int", "float", "scope", "map", "list"]
 
@@ -69,7 +72,11 @@ BASE_SETTINGS: dict[str, Setting] = {
 
 @dataclass(frozen=True)
 class ProviderType:
-    """A kind of provider a plugin registers; its name is what `plugin:` selects."""
+    """A kind of provider a plugin registers; its name is what `plugin:` selects.
+
+    Each optional callable replaces one standard step for this type's providers only (so a
+    plugin never asks "is this provider mine?"); left out, the standard RFC 6749 way is used.
+    """
 
     name: str
     description: str = ""
@@ -79,6 +86,16 @@ class ProviderType:
     derive: Callable[[dict[str, Any]], None] | None = None
     # Checks settings after defaults are applied; returns a problem ("key: message") or None.
     validate: Callable[[Mapping[str, Any]], str | None] | None = None
+    # (provider, standard params) -> the authorization URL's query parameters.
+    authorization_params: Callable[[Provider, dict[str, str]], dict[str, str]] | None = None
+    # (provider, standard request, the redirect's parameters) -> the code exchange to send.
+    token_request: Callable[[Provider, TokenRequest, Mapping[str, str]], TokenRequest] | None = None
+    # (provider, standard request) -> the refresh request to send.
+    refresh_request: Callable[[Provider, TokenRequest], TokenRequest] | None = None
+    # (provider, JSON answer, token being refreshed or None) -> Token; raise ProviderError.
+    parse_token_response: Callable[[Provider, Mapping[str, Any], Token | None], Token] | None = None
+    # (provider, new token, the redirect's parameters) -> Account, or None for the standard way.
+    account_for: Callable[[Provider, Token, Mapping[str, str]], Account | None] | None = None
 
     def all_settings(self) -> dict[str, Setting]:
         """Return every setting this type accepts, with its defaults applied."""
@@ -115,6 +132,21 @@ class Provider:
         if value is None:
             value = self.metadata.get(key)
         return default if value is None else value
+
+    @property
+    def http_timeout(self) -> float:
+        """Return the seconds allowed per request to the provider."""
+        return float(self.get("http_timeout", BASE_SETTINGS["http_timeout"].default))
+
+    @property
+    def refresh_leeway(self) -> float:
+        """Return how many seconds before expiry a token is refreshed."""
+        return float(self.get("refresh_leeway", BASE_SETTINGS["refresh_leeway"].default))
+
+    @property
+    def timeout(self) -> float:
+        """Return the seconds a login waits for the redirect."""
+        return float(self.get("timeout", BASE_SETTINGS["timeout"].default))
 
     @property
     def client_secret(self) -> str | None:

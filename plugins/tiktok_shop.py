@@ -18,9 +18,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import loopauth
 from loopauth.errors import ProviderError
-from loopauth.oauth import read_json, sensible_time
+from loopauth.oauth import sensible_time
 from loopauth.provider import Account, Provider, ProviderType, Setting, TokenRequest
 from loopauth.token import Token
+from loopauth.transport import read_json
 
 if TYPE_CHECKING:
     import argparse
@@ -93,42 +94,6 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
     return None
 
 
-TIKTOK_SHOP = ProviderType(
-    name=PLUGIN,
-    description="TikTok Shop seller / creator authorization",
-    settings={
-        "service_id": Setting(help="the Service ID from the app's authorization link"),
-        "region": Setting(
-            default="global",
-            choices=("global", "us"),
-            help="which authorization host: global or us",
-        ),
-        "sign_empty_params": Setting(
-            "bool",
-            default=True,
-            help="sign empty query parameters as key + nothing (TikTok does not document it)",
-        ),
-        "api_base_url": Setting(
-            "url",
-            default="https://open-api.tiktokglobalshop.com",
-            help="Shop API base URL (all regions)",
-        ),
-    },
-    defaults={
-        "redirect_uri": "http://localhost:3017/",
-        "token_endpoint": f"{AUTH_HOST}/api/v2/token/get",
-        "refresh_endpoint": f"{AUTH_HOST}/api/v2/token/refresh",
-        "pkce": False,  # not documented by TikTok; can be switched on per provider
-        "denied_errors": ["auth_denied", "access_denied"],
-        # Access tokens live 7 days: refreshing in the last day keeps scheduled jobs (and the
-        # seed-style --output file they rewrite) from ever handing out an expired token.
-        "refresh_leeway": 86400.0,
-    },
-    derive=_derive,
-    validate=_validate,
-)
-
-
 def _ours(provider: Provider) -> bool:
     return provider.plugin == PLUGIN
 
@@ -161,11 +126,8 @@ def register_emulators(register: Callable[[str, Callable[..., Any]], None]) -> N
     register(PLUGIN, TikTokShopEmulator)
 
 
-@loopauth.hookimpl
-def authorization_params(provider: Provider, params: dict[str, str]) -> dict[str, str] | None:
+def authorization_params(provider: Provider, params: dict[str, str]) -> dict[str, str]:
     """Only service_id and state (plus PKCE when switched on, and the user's auth_params)."""
-    if not _ours(provider):
-        return None
     out = {"service_id": str(provider.get("service_id")), "state": params["state"]}
     for key in ("code_challenge", "code_challenge_method"):
         if key in params:
@@ -174,24 +136,18 @@ def authorization_params(provider: Provider, params: dict[str, str]) -> dict[str
     return out
 
 
-@loopauth.hookimpl
 def token_request(
     provider: Provider, request: TokenRequest, callback: Mapping[str, str]
-) -> TokenRequest | None:
+) -> TokenRequest:
     """GET token/get with auth_code and grant_type=authorized_code (TikTok's spelling)."""
-    if not _ours(provider):
-        return None
     params = {"auth_code": request.params["code"], **(provider.get("token_params") or {})}
     if "code_verifier" in request.params:
         params["code_verifier"] = request.params["code_verifier"]
     return TokenRequest(request.url, "authorized_code", params, method="GET", auth=app_credentials)
 
 
-@loopauth.hookimpl
-def refresh_request(provider: Provider, request: TokenRequest) -> TokenRequest | None:
+def refresh_request(provider: Provider, request: TokenRequest) -> TokenRequest:
     """GET token/refresh: TikTok answers a POST with 404, and needs app_secret here too."""
-    if not _ours(provider):
-        return None
     params = {
         "refresh_token": request.params["refresh_token"],
         **(provider.get("token_params") or {}),
@@ -222,13 +178,10 @@ def check_envelope(provider: Provider, response: Mapping[str, Any]) -> dict[str,
     return data
 
 
-@loopauth.hookimpl
 def parse_token_response(
     provider: Provider, response: Mapping[str, Any], previous: Token | None
-) -> Token | None:
+) -> Token:
     """Unwrap the envelope; *_expire_in are absolute Unix times, not durations."""
-    if not _ours(provider):
-        return None
     data = check_envelope(provider, response)
 
     def text(key: str) -> str:
@@ -282,11 +235,8 @@ def parse_token_response(
     )
 
 
-@loopauth.hookimpl
-def account_for(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account | None:
+def account_for(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account:
     """The account is the open_id; its label the seller name (creators have none)."""
-    if not _ours(provider):
-        return None
     for key in ("shop_region", "locale"):  # only the redirect tells these
         if callback.get(key):
             token.extra[key] = callback[key]
@@ -295,6 +245,47 @@ def account_for(provider: Provider, token: Token, callback: Mapping[str, str]) -
         raise ProviderError(f"{provider.name}: TikTok Shop's token response has no open_id")
     name = token.extra.get("seller_name")
     return Account(open_id, name if isinstance(name, str) and name else None)
+
+
+TIKTOK_SHOP = ProviderType(
+    name=PLUGIN,
+    description="TikTok Shop seller / creator authorization",
+    settings={
+        "service_id": Setting(help="the Service ID from the app's authorization link"),
+        "region": Setting(
+            default="global",
+            choices=("global", "us"),
+            help="which authorization host: global or us",
+        ),
+        "sign_empty_params": Setting(
+            "bool",
+            default=True,
+            help="sign empty query parameters as key + nothing (TikTok does not document it)",
+        ),
+        "api_base_url": Setting(
+            "url",
+            default="https://open-api.tiktokglobalshop.com",
+            help="Shop API base URL (all regions)",
+        ),
+    },
+    defaults={
+        "redirect_uri": "http://localhost:3017/",
+        "token_endpoint": f"{AUTH_HOST}/api/v2/token/get",
+        "refresh_endpoint": f"{AUTH_HOST}/api/v2/token/refresh",
+        "pkce": False,  # not documented by TikTok; can be switched on per provider
+        "denied_errors": ["auth_denied", "access_denied"],
+        # Access tokens live 7 days: refreshing in the last day keeps scheduled jobs (and the
+        # seed-style --output file they rewrite) from ever handing out an expired token.
+        "refresh_leeway": 86400.0,
+    },
+    derive=_derive,
+    validate=_validate,
+    authorization_params=authorization_params,
+    token_request=token_request,
+    refresh_request=refresh_request,
+    parse_token_response=parse_token_response,
+    account_for=account_for,
+)
 
 
 # -- Signed Shop API calls -----------------------------------------------------------------
@@ -455,7 +446,7 @@ def shop_session(
     """Return a requests session for the Shop API: relative paths, signed, token kept fresh."""
     import requests
 
-    from loopauth.oauth import trust_env
+    from loopauth.transport import trust_env
 
     auth = TikTokShopAuth(provider, account=account, config=config, store=store)
     base = str(auth.provider.get("api_base_url")).rstrip("/")
@@ -471,7 +462,7 @@ def shop_session(
             url = url.decode() if isinstance(url, bytes) else url
             if url.startswith("/"):
                 url = base + url
-            kwargs.setdefault("timeout", float(auth.provider.get("http_timeout", 30.0)))
+            kwargs.setdefault("timeout", auth.provider.http_timeout)
             return super().request(method, url, *args, **kwargs)
 
         def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
@@ -494,12 +485,12 @@ def get_authorized_shops(
     store: TokenStore | None = None,
 ) -> list[dict[str, Any]]:
     """Call Get Authorized Shops and return TikTok's list of shops."""
-    from loopauth.oauth import talking_to
+    from loopauth.transport import talking_to
 
     session = shop_session(provider, account=account, config=config, store=store)
     auth: TikTokShopAuth = session.auth  # type: ignore[assignment]
     url = f"{auth.provider.get('api_base_url')}{SHOPS_PATH}"
-    with talking_to(url, float(auth.provider.get("http_timeout", 30.0))), session:
+    with talking_to(url, auth.provider.http_timeout), session:
         data = read_json(session.get(SHOPS_PATH, stream=True), f"{auth.provider.name}'s Shop API")
     shops = check_envelope(auth.provider, data).get("shops")
     if not isinstance(shops, list) or not all(isinstance(s, dict) for s in shops):

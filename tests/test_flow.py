@@ -188,3 +188,17 @@ def test_python_login_helper(emulator: OAuthEmulator, tmp_path: Path) -> None:
     refreshed = loopauth.refresh(config=str(cfg))
     assert refreshed.access_token != done[0].access_token
     assert refreshed.account_id == "user-1"
+
+
+def test_a_login_imports_only_authlibs_protocol_pieces(config: Path) -> None:
+    """authlib's requests client would pull in its OpenID client, joserfc and cryptography."""
+    from conftest import login
+
+    result = login("--config", str(config), "login", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules = {
+        line.split("|")[-1].strip() for line in result.lines if line.startswith("import time:")
+    }
+    assert "authlib.oauth2.rfc6749.parameters" in modules  # the protocol functions are used
+    heavy = ("joserfc", "cryptography", "authlib.integrations", "authlib.oidc", "authlib.jose")
+    assert not {m for m in modules if m.startswith(heavy)}, sorted(modules)

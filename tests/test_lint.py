@@ -1,4 +1,4 @@
-"""ruff and mypy are clean (mypy --strict on the installed layout: core/ as loopauth)."""
+"""ruff check, ruff format and mypy --strict are clean (mypy on the installed layout)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,25 @@ def test_ruff() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ruff_format() -> None:
+    _tool("ruff")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "core", "plugins", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_mypy(tmp_path: Path) -> None:
     _tool("mypy")
     # mypy cannot see setuptools' package-dir mapping, so lay the package out as it installs.
     package = tmp_path / "loopauth"
     package.mkdir()
     for path in (ROOT / "core").iterdir():
-        if path.suffix in (".py", ".typed"):
+        if path.suffix in (".py", ".typed") or (path / "__init__.py").is_file():
             (package / path.name).symlink_to(path)
     (package / "plugins").symlink_to(ROOT / "plugins")
     proc = subprocess.run(

@@ -239,30 +239,42 @@ def test_tokens_saved_before_binding_are_bound_on_first_use(
 
 
 def test_a_plugin_cannot_send_a_bound_refresh_token_elsewhere(
-    isolated: Path, config: Path, emulator: OAuthEmulator
+    isolated: Path, emulator: OAuthEmulator
 ) -> None:
+    import dataclasses
+    from collections.abc import Callable
+
     import loopauth
     from loopauth import api
+    from loopauth.config import parse
     from loopauth.errors import NoTokenError
+    from loopauth.flow import Flow
     from loopauth.plugin_manager import pm
-    from loopauth.provider import TokenRequest
+    from loopauth.provider import Provider, ProviderType, TokenRequest
 
-    assert login("--config", str(config), "login").returncode == 0
     with OAuthEmulator() as other:
 
-        class Elsewhere:
-            @loopauth.hookimpl
-            def refresh_request(self, provider: object, request: TokenRequest) -> TokenRequest:
-                return TokenRequest(f"{other.url}/token", request.grant_type, request.params)
+        def elsewhere(provider: Provider, request: TokenRequest) -> TokenRequest:
+            return dataclasses.replace(request, url=f"{other.url}/token")
 
-        pm.register(Elsewhere(), name="elsewhere")
+        class Plugin:
+            @loopauth.hookimpl
+            def register_provider_types(self, register: Callable[[ProviderType], None]) -> None:
+                register(ProviderType("elsewhere", refresh_request=elsewhere))
+
+        pm.register(Plugin(), name="elsewhere")
         try:
+            text = f"providers:\n  e:\n    plugin: elsewhere\n    issuer: {emulator.url}\n"
+            provider = parse(text + "    client_id: loopauth-demo\n").select("e")
+            flow = Flow(provider)
+            browse(flow.start())
+            flow.wait(10)
+            flow.result()
             with pytest.raises(NoTokenError, match="loopauth sent nothing"):
-                api.refresh("emu", config=str(config))
+                api.refresh(provider)
         finally:
             pm.unregister(name="elsewhere")
         assert other.log == []
-    assert api.refresh("emu", config=str(config)).access_token
 
 
 def test_a_relative_loopauth_config_needs_approval_like_the_current_folders(
@@ -525,7 +537,7 @@ def test_a_token_folder_open_to_others_is_refused(isolated: Path, config: Path) 
 def test_the_cache_is_never_written_through_a_planted_link(
     tmp_path: Path, isolated: Path, config: Path
 ) -> None:
-    from loopauth.fastpath import _cache_path
+    from loopauth.cli.fastpath import _cache_path
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -549,7 +561,7 @@ def test_the_cache_is_never_written_through_a_planted_link(
 def test_a_poisoned_cache_cannot_skip_a_refresh(
     poison: str, isolated: Path, config: Path, emulator: OAuthEmulator
 ) -> None:
-    from loopauth.fastpath import _cache_path
+    from loopauth.cli.fastpath import _cache_path
 
     assert login("--config", str(config), "login").returncode == 0
     path = token_file(isolated)

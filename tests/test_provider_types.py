@@ -1,0 +1,249 @@
+"""Every hook and every ProviderType callable is exercised by a test named after it (datasette's
+rule, checked below). A type's callables run for its own providers only, never for another's."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_plugins import make_distribution
+
+import loopauth
+from loopauth import hookspecs
+from loopauth.config import parse
+from loopauth.emulator import OAuthEmulator, browse
+from loopauth.errors import ConfigError, ProviderError
+from loopauth.flow import Flow, State
+from loopauth.oauth import standard_token
+from loopauth.plugin_manager import pm
+from loopauth.provider import Account, Provider, ProviderType, Setting, TokenRequest
+from loopauth.token import Token
+
+from conftest import ROOT, cli, write_config
+
+CALLABLES = [
+    f.name
+    for f in dataclasses.fields(ProviderType)
+    if f.name not in ("name", "description", "settings", "defaults")
+]
+
+
+def test_every_hook_and_provider_type_callable_has_a_test() -> None:
+    hooks = [n for n, fn in vars(hookspecs).items() if hasattr(fn, "loopauth_spec")]
+    sources = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    tests = set(re.findall(r"^def (test_\w+)\(", sources, re.M))
+    assert len(hooks) >= 3 and len(CALLABLES) >= 7
+    missing = [f"test_hook_{n}" for n in hooks if f"test_hook_{n}" not in tests]
+    missing += [f"test_type_{n}" for n in CALLABLES if f"test_type_{n}" not in tests]
+    assert not missing, missing
+
+
+def test_every_provider_type_callable_is_documented() -> None:
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    for name in CALLABLES:
+        assert f"### `ProviderType.{name}`" in docs, name
+
+
+class _Registry:
+    """Registers whatever provider types a test puts in `types`, through the real hook."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, ProviderType] = {}
+
+    @loopauth.hookimpl
+    def register_provider_types(self, register: Callable[[ProviderType], None]) -> None:
+        for ptype in self.types.values():
+            register(ptype)
+
+
+@pytest.fixture
+def types() -> Iterator[dict[str, ProviderType]]:
+    registry = _Registry()
+    pm.register(registry, name="test-types")
+    try:
+        yield registry.types
+    finally:
+        pm.unregister(name="test-types")
+
+
+def providers(emulator: OAuthEmulator, **callables: Any) -> tuple[dict[str, Provider], Any]:
+    """A `mine` provider of a type with `callables`, and a plain oauth2 one beside it."""
+    text = f"""
+providers:
+  mine:
+    plugin: mine
+    issuer: {emulator.url}
+    client_id: loopauth-demo
+    scope: openid email
+  plain:
+    issuer: {emulator.url}
+    client_id: loopauth-demo
+    scope: openid email
+"""
+    config = parse(text)
+    return {name: config.select(name) for name in ("mine", "plain")}, config
+
+
+def log_in(provider: Provider) -> Flow:
+    flow = Flow(provider)
+    url = flow.start()
+    browse(url)
+    flow.wait(10)
+    return flow
+
+
+def test_type_derive(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    def derive(settings: dict[str, Any]) -> None:
+        settings["tenant"] = settings.get("tenant") or f"t-{settings['client_id']}"
+
+    types["mine"] = ProviderType("mine", settings={"tenant": Setting()}, derive=derive)
+    found, _ = providers(emulator)
+    assert found["mine"].get("tenant") == "t-loopauth-demo"
+
+
+def test_type_validate(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    types["mine"] = ProviderType("mine", validate=lambda s: "scope: must include profile")
+    with pytest.raises(ConfigError, match=r":\d+: providers.mine.scope: must include profile"):
+        providers(emulator)
+
+
+def test_type_authorization_params(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    seen: list[dict[str, str]] = []
+
+    def authorization_params(provider: Provider, params: dict[str, str]) -> dict[str, str]:
+        seen.append(dict(params))
+        return {**params, "acme_extra": "1"}
+
+    types["mine"] = ProviderType("mine", authorization_params=authorization_params)
+    found, _ = providers(emulator)
+    flow = log_in(found["mine"])
+    assert flow.state is State.SUCCEEDED and "acme_extra=1" in (flow.authorization_url or "")
+    assert {"state", "code_challenge", "redirect_uri"} <= set(seen[0])
+    other = log_in(found["plain"])  # the other type's provider never meets this callable
+    assert "acme_extra" not in (other.authorization_url or "") and len(seen) == 1
+
+
+def test_type_token_request(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    callbacks: list[Mapping[str, str]] = []
+
+    def token_request(
+        provider: Provider, request: TokenRequest, callback: Mapping[str, str]
+    ) -> TokenRequest:
+        callbacks.append(callback)
+        return dataclasses.replace(request, grant_type="urn:acme:not-a-grant")
+
+    types["mine"] = ProviderType("mine", token_request=token_request)
+    found, _ = providers(emulator)
+    flow = log_in(found["mine"])
+    assert flow.state is State.FAILED and "unsupported_grant_type" in (flow.failure or "")
+    assert {"code", "state"} <= set(callbacks[0])  # the redirect's parameters
+    assert log_in(found["plain"]).state is State.SUCCEEDED and len(callbacks) == 1
+
+
+def test_type_refresh_request(
+    types: dict[str, ProviderType], emulator: OAuthEmulator, isolated: Path
+) -> None:
+    sent: list[TokenRequest] = []
+
+    def refresh_request(provider: Provider, request: TokenRequest) -> TokenRequest:
+        sent.append(request)
+        return dataclasses.replace(request, grant_type="urn:acme:not-a-grant")
+
+    types["mine"] = ProviderType("mine", refresh_request=refresh_request)
+    found, _ = providers(emulator)
+    log_in(found["mine"])
+    with pytest.raises(ProviderError, match="unsupported_grant_type"):  # what it returned is sent
+        loopauth.refresh(found["mine"])
+    assert sent[0].grant_type == "refresh_token" and "refresh_token" in sent[0].params
+    log_in(found["plain"])
+    assert loopauth.refresh(found["plain"]).access_token and len(sent) == 1
+
+
+def test_type_parse_token_response(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    def parse_token_response(
+        provider: Provider, response: Mapping[str, Any], previous: Token | None
+    ) -> Token:
+        if "id_token" not in response:
+            raise ProviderError(f"{provider.name}: no id_token")
+        token = standard_token(provider, response, previous)
+        token.extra["parsed_by"] = "mine"
+        return token
+
+    types["mine"] = ProviderType("mine", parse_token_response=parse_token_response)
+    found, _ = providers(emulator)
+    assert log_in(found["mine"]).result().extra["parsed_by"] == "mine"
+    assert "parsed_by" not in log_in(found["plain"]).result().extra
+
+
+def test_type_account_for(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    def account_for(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account:
+        return Account(f"acme/{token.extra['id_token_claims']['sub']}", "Acme account")
+
+    types["mine"] = ProviderType("mine", account_for=account_for)
+    found, _ = providers(emulator)
+    token = log_in(found["mine"]).result()
+    assert (token.account_id, token.account_label) == ("acme/user-1", "Acme account")
+    assert log_in(found["plain"]).result().account_id == "user-1"
+
+
+def test_hook_register_provider_types(types: dict[str, ProviderType]) -> None:
+    types["mine"] = ProviderType("mine", description="mine, registered by a test plugin")
+    assert parse("providers:\n  a:\n    plugin: mine\n").select("a").type is types["mine"]
+    types["clash"] = ProviderType("oauth2")
+    with pytest.raises(ConfigError, match="both register the provider type 'oauth2'"):
+        parse("providers:\n  a:\n    client_id: x\n")
+
+
+COMMANDS = """
+import loopauth
+from loopauth.command import Command
+from loopauth.emulator import OAuthEmulator
+
+
+def hello(args):
+    print(f"hello from {args.provider or 'nobody'}")
+    return 0
+
+
+@loopauth.hookimpl
+def register_commands(register):
+    register(Command("hello", "say hello", hello))
+
+
+@loopauth.hookimpl
+def register_emulators(register):
+    register("acme", OAuthEmulator)
+"""
+
+
+def test_hook_register_commands(tmp_path: Path) -> None:
+    site = make_distribution(tmp_path / "site", module="hello_plugin", source=COMMANDS)
+    cfg = write_config(tmp_path / "p.yaml", "providers:\n  a:\n    client_id: x\n")
+    out = cli("--config", str(cfg), "hello", "a", env={"PYTHONPATH": str(site)})
+    assert out.returncode == 0 and out.stdout == "hello from a\n", out.stderr
+    twice = make_distribution(
+        tmp_path / "site", module="hello_again", source=COMMANDS, name="again", entry="again"
+    )
+    out = cli("--config", str(cfg), "hello", env={"PYTHONPATH": str(twice)})
+    assert out.returncode == 2 and "both register the command 'hello'" in out.stderr
+
+
+def test_hook_register_emulators(tmp_path: Path) -> None:
+    from loopauth import plugin_manager
+
+    assert {"oauth2", "tiktok_shop"} <= set(plugin_manager.emulators())
+    import socket
+
+    site = make_distribution(tmp_path / "site", module="hello_plugin", source=COMMANDS)
+    with socket.socket() as busy:  # found and started: its port is taken, a clear exit 2
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        out = cli("emulator", "acme", "--port", port, env={"PYTHONPATH": str(site)}, timeout=20)
+    assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in out.stderr, out.stderr
+    missing = cli("emulator", "nope", timeout=20)
+    assert missing.returncode == 2 and "acme" not in missing.stderr
