@@ -46,7 +46,7 @@ def test_cached_token_loads_no_heavy_module(config: Path) -> None:
     expected = cli("--config", str(config), "token").stdout  # also rebuilds the cache
     code, out, modules = imported_modules("--config", str(config), "token")
     assert code == 0 and out == expected
-    assert "loopauth.fastpath" in modules
+    assert "loopauth.cli.fastpath" in modules
     assert not {m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY}, modules
 
 

@@ -43,7 +43,7 @@ def test_wheel_contents(wheel: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert tops == {"loopauth", wheel.name.split("-py3")[0] + ".dist-info"}
     assert "loopauth/py.typed" in names
-    assert "loopauth/plugins/oauth2.py" in names and "loopauth/cli.py" in names
+    assert "loopauth/plugins/oauth2.py" in names and "loopauth/cli/__init__.py" in names
     entry = (
         zipfile.ZipFile(wheel)
         .read(next(n for n in names if n.endswith("entry_points.txt")))

@@ -1,269 +1,35 @@
-"""The CLI commands (everything but the cached-token fast path)."""
+"""The built-in commands; each takes the parsed arguments and returns the exit code."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import json
-import logging
 import math
 import os
-import signal
 import sys
-import time
-import traceback
-from collections.abc import Callable
 from typing import Any
 
-from . import __version__
-from .errors import FlowCancelled, LoopauthError, UsageError
-from .token import Token
-
-log = logging.getLogger("loopauth")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}\n{self.format_usage().strip()}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser for every command."""
-    parser = _Parser(
-        prog="loopauth",
-        description="OAuth2 tokens through the system browser and a loopback listener.",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="providers.yaml to use "
-        "(default: $LOOPAUTH_CONFIG, ./providers.yaml, the user config dir)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    parser.add_argument("--version", action="version", version=f"loopauth {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def command(
-        name: str,
-        help_text: str,
-        fn: Callable[[argparse.Namespace], int],
-        provider: bool = True,
-        account: bool = True,
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if provider:
-            p.add_argument(
-                "provider",
-                nargs="?",
-                metavar="PROVIDER",
-                help="provider name (default: `default:` or the only one)",
-            )
-        if account:
-            p.add_argument("--account", metavar="NAME", help="account id or label")
-        p.set_defaults(func=fn)
-        return p
-
-    p = command(
-        "providers",
-        "list configured providers and installed plugins",
-        cmd_providers,
-        provider=False,
-        account=False,
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = command("login", "log in through the browser and store the token", cmd_login)
-    p.add_argument(
-        "--no-browser", action="store_true", help="do not open a browser; print the URL on stderr"
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help="how long to wait for the redirect (default: the provider's, 300)",
-    )
-    p.add_argument(
-        "--output",
-        metavar="FILE",
-        help="also write the provider's raw token response here (- = stdout)",
-    )
-
-    output_help = "also write the provider's latest raw token response here (- = stdout)"
-    p = command("token", "print a valid access token (refreshing it first when needed)", cmd_token)
-    p.add_argument("--json", action="store_true", help="print a JSON object instead")
-    p.add_argument("--output", metavar="FILE", help=output_help)
-
-    p = command("refresh", "refresh the stored token now", cmd_refresh)
-    p.add_argument("--output", metavar="FILE", help=output_help)
-
-    p = command(
-        "status",
-        "show stored accounts, expiry and scopes (never secrets)",
-        cmd_status,
-        account=False,
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    command("logout", "delete a stored token", cmd_logout)
-
-    p = sub.add_parser(
-        "trust",
-        help="approve a providers.yaml in the current folder (like direnv allow)",
-        description="Approve a providers.yaml found in the current folder: loopauth uses such a "
-        "file only once you have approved its exact content. Files named with --config or "
-        "$LOOPAUTH_CONFIG, and the one in your user config folder, need no approval.",
-    )
-    p.add_argument(
-        "file",
-        nargs="?",
-        default="providers.yaml",
-        metavar="FILE",
-        help="default: ./providers.yaml",
-    )
-    p.add_argument("--revoke", action="store_true", help="withdraw the approval")
-    p.set_defaults(func=cmd_trust)
-
-    p = sub.add_parser(
-        "emulator",
-        help="run a local emulator of a provider's auth server",
-        description="Run a local emulator of a provider's authorization server.",
-    )
-    p.add_argument("name", nargs="?", default="oauth2", help="emulator name (default: oauth2)")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
-    p.add_argument("--access-token-lifetime", type=int, metavar="SECONDS")
-    p.add_argument("--rotate-refresh-tokens", action="store_true")
-    p.set_defaults(func=cmd_emulator)
-
-    from . import plugin_manager
-
-    for extra in plugin_manager.commands().values():
-        if extra.name in sub.choices:
-            log.warning("a plugin's command %r clashes with a built-in one; ignored", extra.name)
-            continue
-        p = command(extra.name, extra.help, extra.run)
-        if extra.configure is not None:
-            extra.configure(p)
-    return parser
-
-
-def run(argv: list[str]) -> int:
-    """Parse and run a command; every LoopauthError becomes a message and its exit code."""
-    from .terminal import SafeStream
-
-    # Provider text (errors, account labels, shop names) is printed in many places: escaping
-    # control characters at the stream covers all of them, plugins' commands and logs included.
-    real = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = SafeStream(real[0]), SafeStream(real[1])
-    try:
-        return _run(argv)
-    finally:
-        sys.stdout, sys.stderr = real
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        print(f"loopauth: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if args.verbose:
-        # Our logger only: urllib3's debug lines would print token URLs (TikTok's hold its secret).
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("loopauth: %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG)
-    else:
-        logging.basicConfig(format="loopauth: %(message)s", level=logging.WARNING)
-    try:
-        if not getattr(args, "command", None):
-            build_parser().print_help(sys.stderr)
-            return 2
-        _sigterm_as_interrupt()
-        return int(args.func(args))
-    except LoopauthError as exc:
-        print(f"loopauth: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("\nloopauth: cancelled", file=sys.stderr)
-        return FlowCancelled.exit_code
-    except Exception as exc:  # a bug: say where, but not the message, which may hold a secret
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
-        print(
-            f"loopauth: internal error {type(exc).__name__} at {where}; please report it",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
-        if args.verbose:
-            log.removeHandler(handler)
-
-
-def _sigterm_as_interrupt() -> None:
-    # SIGTERM gets the same clean exit as Ctrl+C: the listener's port is closed on the way out.
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except (ValueError, OSError):  # not the main thread (e.g. called from a test thread)
-        pass
+from ..errors import UsageError
+from ..token import Token
+from .output import token_output, when, write_output
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from .config import load
+    from ..config import load
 
     return load(args.config)
 
 
 def _store() -> Any:
-    from .store import TokenStore
+    from ..store import TokenStore
 
     return TokenStore()
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "unknown"
-    left = ts - time.time()
-    try:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-    except (OverflowError, ValueError, OSError):
-        return f"at {ts!r} (not a representable time)"
-    if left <= 0:
-        return f"{stamp} (expired)"
-    if left < 120:
-        return f"{stamp} (in {left:.0f} s)"
-    if left < 7200:
-        return f"{stamp} (in {left / 60:.0f} min)"
-    if left < 172800:
-        return f"{stamp} (in {left / 3600:.0f} h)"
-    return f"{stamp} (in {left / 86400:.0f} days)"
-
-
-def _write_output(target: str, data: dict[str, Any]) -> None:
-    from .terminal import json_text
-
-    text = json_text(data, indent=2, ensure_ascii=False) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    if os.path.isdir(target):
-        raise UsageError(f"--output {target} is a directory; name a file")
-    from . import private
-
-    try:
-        private.make_dirs(os.path.dirname(os.path.abspath(target)))  # new folders 0700
-        private.write(target, text.encode("utf-8"))  # 0600: it holds tokens
-    except OSError as exc:
-        raise UsageError(f"cannot write --output {target}: {exc.strerror or exc}") from None
-
-
 def cmd_providers(args: argparse.Namespace) -> int:
     """List configured providers and installed plugins."""
-    from . import plugin_manager
+    from .. import plugin_manager
 
     config = _config(args)
     types = config.plugins
@@ -317,7 +83,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_login(args: argparse.Namespace) -> int:
     """Log in through the browser and store the token."""
-    from .flow import Flow
+    from ..flow import Flow
 
     provider = _config(args).select(args.provider)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
@@ -369,7 +135,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     extra = f" ({token.account_id})" if token.account_label and token.account_id else ""
     print(f"Logged in to {provider.name} as {who}{extra}; token saved to {flow.saved_to}", file=err)
     if args.output:
-        _write_output(args.output, token.raw)
+        write_output(args.output, token.raw)
         if args.output != "-":
             print(f"Token response written to {args.output}", file=err)
     return 0
@@ -377,13 +143,12 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a valid access token, refreshing it first when needed."""
-    from .api import ensure_fresh
-    from .fastpath import token_output
+    from ..api import ensure_fresh
 
     provider = _config(args).select(args.provider)
     token = ensure_fresh(provider, args.account, _store())
     if args.output:
-        _write_output(args.output, token.raw)
+        write_output(args.output, token.raw)
     if args.output != "-":
         print(token_output(token, args.json))
     return 0
@@ -391,15 +156,15 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     """Refresh the stored token now."""
-    from .api import ensure_fresh
+    from ..api import ensure_fresh
 
     provider = _config(args).select(args.provider)
     token = ensure_fresh(provider, args.account, _store(), force=True)
     if args.output:
-        _write_output(args.output, token.raw)
+        write_output(args.output, token.raw)
     print(
         f"Refreshed {provider.name} ({token.account_label or token.account}); access token "
-        f"expires {_when(token.expires_at)}",
+        f"expires {when(token.expires_at)}",
         file=sys.stderr,
     )
     return 0
@@ -429,12 +194,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         for t in mine:
             label = f"{t.account_label} ({t.account})" if t.account_label else t.account
             print(f"{name}: {label}")
-            print(f"  access token expires {_when(t.expires_at)}")
+            print(f"  access token expires {when(t.expires_at)}")
             refresh = "none"
             if t.refresh_token and t.refresh_expires_at is None:
                 refresh = "yes"
             elif t.refresh_token:
-                refresh = f"expires {_when(t.refresh_expires_at)}"
+                refresh = f"expires {when(t.refresh_expires_at)}"
             print(f"  refresh token: {refresh}")
             print(f"  scopes: {' '.join(t.scopes) or '(none)'}")
     return 2 if broken else 0
@@ -454,9 +219,9 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 def cmd_trust(args: argparse.Namespace) -> int:
     """Approve (or, with --revoke, stop approving) a providers.yaml in the current folder."""
-    from . import trust
-    from .config import parse, read_file
-    from .oauth import host_of
+    from .. import trust
+    from ..config import parse, read_file
+    from ..urls import host_of
 
     path = os.path.abspath(args.file)
     if args.revoke:
@@ -497,9 +262,9 @@ def cmd_trust(args: argparse.Namespace) -> int:
 
 def cmd_emulator(args: argparse.Namespace) -> int:
     """Run a local emulator until Ctrl+C."""
-    from . import plugin_manager
-    from .config import is_loopback_host
-    from .emulator import run
+    from .. import plugin_manager
+    from ..emulator import run
+    from ..urls import is_loopback_host
 
     factories = plugin_manager.emulators()
     if args.name not in factories:

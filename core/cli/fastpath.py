@@ -11,12 +11,12 @@ import json
 import os
 import sys
 
-from . import paths, private
-from .token import Token
+from .. import paths, private
+from .output import token_output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 CACHE_VERSION = 1
 
@@ -80,28 +80,31 @@ def read_cache(config_path: str) -> dict[str, object] | None:
     return data
 
 
-def _parse(argv: list[str]) -> tuple[str | None, str | None, str | None, bool] | None:
-    """Parse `[--config F] token [PROVIDER] [--account A] [--json]`; None for anything else."""
+def parse(argv: list[str]) -> tuple[str | None, str | None, str | None, bool] | None:
+    """Parse `token [PROVIDER] [--account A] [--json]`, `--config F` anywhere; else None.
+
+    The full parser must read every list accepted here the same way (tests/test_cli_grammar.py);
+    anything else, -v included, is declined and left to it.
+    """
     config = provider = account = None
     as_json = seen_token = False
     args = iter(argv)
     for arg in args:
-        if arg == "--config" and not seen_token:
-            config = next(args, None)
-            if config is None:
-                return None
-        elif arg.startswith("--config=") and not seen_token:
-            config = arg.split("=", 1)[1]
-        elif arg == "token" and not seen_token:
-            seen_token = True
+        option, has_value, value = arg.partition("=")
+        if option == "--config" or (option == "--account" and seen_token):
+            if not has_value:
+                # argparse takes a following `-x` for a missing value: let it say so.
+                value = next(args, "-")
+                if value.startswith("-"):
+                    return None
+            if option == "--config":
+                config = value
+            else:
+                account = value
         elif not seen_token:
-            return None
-        elif arg == "--account":
-            account = next(args, None)
-            if account is None:
+            if arg != "token":  # only global options come before the command
                 return None
-        elif arg.startswith("--account="):
-            account = arg.split("=", 1)[1]
+            seen_token = True
         elif arg == "--json":
             as_json = True
         elif arg.startswith("-") or provider is not None:
@@ -109,23 +112,6 @@ def _parse(argv: list[str]) -> tuple[str | None, str | None, str | None, bool] |
         else:
             provider = arg
     return (config, provider, account, as_json) if seen_token else None
-
-
-def token_output(token: Token, as_json: bool) -> str:
-    """Return what `loopauth token` prints for a token."""
-    if not as_json:
-        return token.access_token
-    return json.dumps(
-        {
-            "access_token": token.access_token,
-            "token_type": token.token_type,
-            "expires_at": token.expires_at,
-            "provider": token.provider,
-            "account_id": token.account_id,
-            "account_label": token.account_label,
-            "scopes": token.scopes,
-        }
-    )
 
 
 def try_token(argv: list[str]) -> int | None:
@@ -137,7 +123,7 @@ def try_token(argv: list[str]) -> int | None:
 
 
 def _try_token(argv: list[str]) -> int | None:
-    parsed = _parse(argv)
+    parsed = parse(argv)
     if parsed is None:
         return None
     config_arg, provider, account, as_json = parsed
@@ -146,7 +132,7 @@ def _try_token(argv: list[str]) -> int | None:
         return None
     config_path, origin = found
     if origin == paths.CURRENT_FOLDER:  # an unapproved file: the full CLI says why
-        from . import trust
+        from .. import trust
 
         with open(config_path, "rb") as f:
             if not trust.is_trusted(config_path, f.read((1 << 20) + 1)):
@@ -163,7 +149,7 @@ def _try_token(argv: list[str]) -> int | None:
         )
     if provider not in providers:
         return None
-    from .store import TokenStore
+    from ..store import TokenStore
 
     token = TokenStore().find(provider, account)  # type: ignore[arg-type]
     leeway = providers[provider].get("refresh_leeway", 60.0)

@@ -1,0 +1,120 @@
+"""The `loopauth` command line; `token` with a cached, fresh token never gets past the fast path.
+
+`main` is the process: the fast path, then escaped output streams, logging and SIGTERM as
+Ctrl+C, then the command. `run` parses and runs a command without touching any of those, so
+tests call it in-process. Importing this package is cheap: the rest loads on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    import logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI as a process: answer from the cache, or set the process up and run."""
+    argv = sys.argv[1:] if argv is None else argv
+    from . import fastpath
+
+    code = fastpath.try_token(argv)
+    if code is not None:
+        return code
+    from ..terminal import SafeStream
+
+    # Provider text (errors, account labels, shop names) is printed in many places: escaping
+    # control characters at the stream covers all of them, plugins' commands and logs included.
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(real[0]), SafeStream(real[1])
+    handler = None
+    try:
+        args = _parse(argv)
+        if isinstance(args, int):
+            return args
+        handler = _log_to_stderr(args.verbose)
+        _sigterm_as_interrupt()
+        return _execute(args)
+    finally:
+        if handler is not None:
+            import logging
+
+            logging.getLogger("loopauth").removeHandler(handler)
+        sys.stdout, sys.stderr = real
+
+
+def run(argv: list[str]) -> int:
+    """Parse and run a command; a LoopauthError becomes a message on stderr and its exit code."""
+    args = _parse(argv)
+    return args if isinstance(args, int) else _execute(args)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace | int:
+    from ..errors import LoopauthError
+    from .parser import build_parser
+
+    try:  # building the parser loads plugins: two registering one command is an error too
+        return build_parser().parse_args(argv)
+    except LoopauthError as exc:
+        print(f"loopauth: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _execute(args: argparse.Namespace) -> int:
+    import os
+    import traceback
+
+    from ..errors import FlowCancelled, LoopauthError
+
+    try:
+        if not getattr(args, "command", None):
+            from .parser import build_parser
+
+            build_parser().print_help(sys.stderr)
+            return 2
+        return int(args.func(args))
+    except LoopauthError as exc:
+        print(f"loopauth: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nloopauth: cancelled", file=sys.stderr)
+        return FlowCancelled.exit_code
+    except Exception as exc:  # a bug: say where, but not the message, which may hold a secret
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+        print(
+            f"loopauth: internal error {type(exc).__name__} at {where}; please report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _log_to_stderr(verbose: bool) -> logging.Handler | None:
+    """Send warnings, or with -v our own debug records, to stderr; return the -v handler."""
+    import logging
+
+    if not verbose:
+        logging.basicConfig(format="loopauth: %(message)s", level=logging.WARNING)
+        return None
+    # Our logger only: urllib3's debug lines would print token URLs (TikTok's hold its secret).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("loopauth: %(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("loopauth")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    return handler
+
+
+def _sigterm_as_interrupt() -> None:
+    import signal
+
+    # SIGTERM gets the same clean exit as Ctrl+C: the listener's port is closed on the way out.
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # not the main thread (e.g. main() called from a thread)
+        pass

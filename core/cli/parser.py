@@ -1,0 +1,175 @@
+"""The command-line grammar: argparse for every command, plugins' `Command`s included."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import __version__
+from ..errors import UsageError
+from . import commands
+
+log = logging.getLogger("loopauth")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `loopauth NAME` command: `configure` adds options, `run(args)` returns the exit code.
+
+    Like the built-in commands it gets `[PROVIDER]` and `--account NAME`, plus the global
+    `--config` and `-v`; a LoopauthError it raises becomes a message and its exit code.
+    """
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    configure: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, command: bool) -> None:
+    # Each command repeats these with SUPPRESS as its default, so `token --config F` works and
+    # a value given before the command is not overwritten by the command's own default.
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS if command else None,
+        help="providers.yaml to use "
+        "(default: $LOOPAUTH_CONFIG, ./providers.yaml, the user config dir)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if command else False,
+        help="debug logging on stderr",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every command."""
+    parser = _Parser(
+        prog="loopauth",
+        description="OAuth2 tokens through the system browser and a loopback listener.",
+    )
+    _global_options(parser, command=False)
+    parser.add_argument("--version", action="version", version=f"loopauth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=description or help_text)
+        _global_options(p, command=True)
+        return p
+
+    def command(
+        name: str,
+        help_text: str,
+        fn: Callable[[argparse.Namespace], int],
+        provider: bool = True,
+        account: bool = True,
+    ) -> argparse.ArgumentParser:
+        p = add(name, help_text)
+        if provider:
+            p.add_argument(
+                "provider",
+                nargs="?",
+                metavar="PROVIDER",
+                help="provider name (default: `default:` or the only one)",
+            )
+        if account:
+            p.add_argument("--account", metavar="NAME", help="account id or label")
+        p.set_defaults(func=fn)
+        return p
+
+    p = command(
+        "providers",
+        "list configured providers and installed plugins",
+        commands.cmd_providers,
+        provider=False,
+        account=False,
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("login", "log in through the browser and store the token", commands.cmd_login)
+    p.add_argument(
+        "--no-browser", action="store_true", help="do not open a browser; print the URL on stderr"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for the redirect (default: the provider's, 300)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="also write the provider's raw token response here (- = stdout)",
+    )
+
+    output_help = "also write the provider's latest raw token response here (- = stdout)"
+    p = command(
+        "token",
+        "print a valid access token (refreshing it first when needed)",
+        commands.cmd_token,
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON object instead")
+    p.add_argument("--output", metavar="FILE", help=output_help)
+
+    p = command("refresh", "refresh the stored token now", commands.cmd_refresh)
+    p.add_argument("--output", metavar="FILE", help=output_help)
+
+    p = command(
+        "status",
+        "show stored accounts, expiry and scopes (never secrets)",
+        commands.cmd_status,
+        account=False,
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("logout", "delete a stored token", commands.cmd_logout)
+
+    p = add(
+        "trust",
+        "approve a providers.yaml in the current folder (like direnv allow)",
+        description="Approve a providers.yaml found in the current folder: loopauth uses such a "
+        "file only once you have approved its exact content. Files named with --config or "
+        "$LOOPAUTH_CONFIG, and the one in your user config folder, need no approval.",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        default="providers.yaml",
+        metavar="FILE",
+        help="default: ./providers.yaml",
+    )
+    p.add_argument("--revoke", action="store_true", help="withdraw the approval")
+    p.set_defaults(func=commands.cmd_trust)
+
+    p = add(
+        "emulator",
+        "run a local emulator of a provider's auth server",
+        description="Run a local emulator of a provider's authorization server.",
+    )
+    p.add_argument("name", nargs="?", default="oauth2", help="emulator name (default: oauth2)")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    p.add_argument("--access-token-lifetime", type=int, metavar="SECONDS")
+    p.add_argument("--rotate-refresh-tokens", action="store_true")
+    p.set_defaults(func=commands.cmd_emulator)
+
+    from .. import plugin_manager
+
+    for extra in plugin_manager.commands().values():
+        if extra.name in sub.choices:
+            log.warning("a plugin's command %r clashes with a built-in one; ignored", extra.name)
+            continue
+        p = command(extra.name, extra.help, extra.run)
+        if extra.configure is not None:
+            extra.configure(p)
+    return parser
