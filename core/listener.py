@@ -5,18 +5,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import socket
-import socketserver
 import struct
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from . import pages
 from .errors import LoopauthError
+from .httpserver import LoopbackServer, QuietHandler
 
 log = logging.getLogger("loopauth.listener")
 
@@ -99,16 +97,10 @@ def _cut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = False  # exclusive bind (RFC 8252 App. B.5): never SO_REUSEADDR
+class _Server(LoopbackServer):
     request_queue_size = 16
 
-    def __init__(
-        self, address: tuple[str, int], family: socket.AddressFamily, listener: Listener
-    ) -> None:
-        self.address_family = family
+    def __init__(self, address: tuple[str, int], listener: Listener) -> None:
         self.listener = listener
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         # Made before binding: a failed bind calls server_close(), which stops it.
@@ -119,15 +111,6 @@ class _Server(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.reaper.stop()
-
-    def server_bind(self) -> None:
-        if os.name == "nt":  # Windows lets others bind the same port unless told otherwise
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
-        if self.address_family == socket.AF_INET6:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        # TCPServer's bind, not HTTPServer's: that one does a reverse DNS lookup (slow offline).
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "localhost", self.socket.getsockname()[1]
 
     def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
         # A flood of connections must not exhaust threads: past the cap, close at once.
@@ -142,19 +125,11 @@ class _Server(ThreadingHTTPServer):
         finally:
             self.slots.release()
 
-    def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
-        log.debug("listener: connection from %s ended with an error", client_address[0])
 
-
-class _RequestHandler(BaseHTTPRequestHandler):
+class _RequestHandler(QuietHandler):
     server: _Server
     timeout = READ_TIMEOUT  # per-connection: a half-open client can't wedge the flow
     server_version = "loopauth"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: object) -> None:
-        # The default logs the request line, which holds the authorization code.
-        pass
 
     def setup(self) -> None:
         super().setup()
@@ -253,12 +228,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
-def _families(host: str) -> list[tuple[socket.AddressFamily, str]]:
+def _addresses(host: str) -> list[str]:
     if host == "localhost":  # bind both stacks: browsers differ in which they try first
-        return [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
-    if ":" in host:
-        return [(socket.AF_INET6, host)]
-    return [(socket.AF_INET, host)]
+        return ["127.0.0.1", "::1"]
+    return [host]
 
 
 class Listener:
@@ -275,7 +248,6 @@ class Listener:
         self.handler = handler
         self._parts = parts
         self._servers: list[_Server] = []
-        self._threads: list[threading.Thread] = []
         self.port = 0
 
     @property
@@ -307,22 +279,15 @@ class Listener:
         else:
             raise ListenError(f"could not find a free port on both loopback stacks for {self.host}")
         for server in self._servers:
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name=f"loopauth-listener-{self.port}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+            server.serve_in_background(f"loopauth-listener-{self.port}")
         log.debug("listening on %s", self.redirect_uri)
         return self.redirect_uri
 
     def _bind_all(self) -> None:
         port = self.requested_port
-        for i, (family, address) in enumerate(_families(self.host)):
+        for i, address in enumerate(_addresses(self.host)):
             try:
-                server = _Server((address, port), family, self)
+                server = _Server((address, port), self)
             except OSError as exc:
                 if i > 0 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     log.debug("no IPv6 loopback here; listening on 127.0.0.1 only")
@@ -352,10 +317,7 @@ class Listener:
         """Stop serving and close the port (idempotent)."""
         servers, self._servers = self._servers, []
         for server in servers:
-            if self._threads:
-                server.shutdown()
-            server.server_close()
-        self._threads = []
+            server.stop()
 
 
 class _Retry(Exception):

@@ -1,22 +1,28 @@
-"""The self-contained pages the browser lands on, and the headers every listener answer carries."""
+"""The self-contained pages loopauth serves, and the headers every listener answer carries."""
 
 from __future__ import annotations
 
 import html
 
+# Nothing may load from anywhere: no scripts, no images, no fonts, no framing.
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
     "Referrer-Policy": "no-referrer",
-    # Nothing may load from anywhere: no scripts, no images, no fonts, no forms, no framing.
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": f"{_CSP}; form-action 'none'",  # the listener's pages: no forms
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+# For pages with a form (an emulator's consent page). No form-action: browsers apply it to the
+# redirects after the submission too, and those lead to whatever loopback port the app chose.
+FORM_SECURITY_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": _CSP}
 
 _STYLE = """
 :root { color-scheme: light dark; --ok: #1a7f37; --bad: #c62828; --fg: #1f2328; --muted: #59636e;
@@ -41,19 +47,27 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
 .detail { display: inline-block; margin: .25rem 0; padding: .35rem .6rem; border-radius: 6px;
           background: var(--bg); border: 1px solid var(--border); color: var(--fg); }
 footer { margin-top: 1.5rem; font-size: .8rem; color: var(--muted); }
+select, button { font: inherit; } button { margin: .25rem; padding: .35rem 1rem; }
 """
 
 
-def _page(kind: str, mark: str, title: str, lines: list[str]) -> str:
-    body = "\n".join(f"<p>{line}</p>" for line in lines)
+def page(title: str, body_html: str, *, kind: str = "", mark: str = "") -> str:
+    """Wrap already-escaped HTML in loopauth's self-contained page; `title` is plain text."""
+    title = html.escape(title, quote=False)
+    main = f'<main class="{kind}">' if kind else "<main>"
+    mark_html = f'<div class="mark" aria-hidden="true">{mark}</div>' if mark else ""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="referrer" content="no-referrer"><title>{title} · loopauth</title>'
-        f'<style>{_STYLE}</style></head>\n<body><main class="{kind}">'
-        f'<div class="mark" aria-hidden="true">{mark}</div><h1>{title}</h1>\n{body}\n'
+        f"<style>{_STYLE}</style></head>\n<body>{main}"
+        f"{mark_html}<h1>{title}</h1>\n{body_html}\n"
         "<footer>loopauth</footer></main></body></html>\n"
     )
+
+
+def _page(kind: str, mark: str, title: str, lines: list[str]) -> str:
+    return page(title, "\n".join(f"<p>{line}</p>" for line in lines), kind=kind, mark=mark)
 
 
 def _custom(template: str, values: dict[str, str]) -> str:
@@ -103,4 +117,4 @@ def failure(provider: str, error: str, template: str | None = None, *, denied: b
 
 def notice(title: str, text: str) -> str:
     """Return a small page for requests that do not end the flow (wrong state, stray paths)."""
-    return _page("bad", "!", html.escape(title), [html.escape(text)])
+    return _page("bad", "!", title, [html.escape(text)])

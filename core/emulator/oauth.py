@@ -1,0 +1,438 @@
+"""A local OAuth2 / OpenID Connect authorization server: consent page, tokens and userinfo."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from ..pages import page
+from .registry import (
+    DEFAULT_USERS,
+    Code,
+    EmulatorClient,
+    EmulatorUser,
+    Grant,
+    basic_credentials,
+    default_clients,
+    redirect_uri_ok,
+)
+from .server import EmulatorServer, Request, Response
+
+__all__ = ["AUTH_METHODS", "DEFAULT_SCOPE", "SCOPES", "OAuthEmulator"]
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+SCOPES = ("openid", "profile", "email", "offline_access")
+DEFAULT_SCOPE = "openid"
+_AUTH_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+)
+# RFC 7636 §4.1/§4.2: verifiers are 43-128 unreserved chars; S256 challenges 43 base64url chars.
+_VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_S256_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_REALM = 'realm="loopauth-emulator"'
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    """Constant-time equality that treats a missing side as a mismatch."""
+    if given is None or expected is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _token_error(error: str, description: str, status: int = 400) -> Response:
+    return Response(status, {"error": error, "error_description": description}, dict(_NO_STORE))
+
+
+class OAuthEmulator(EmulatorServer):
+    """An OAuth2 authorization-code + PKCE server with a consent page, tokens and userinfo."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clients: dict[str, EmulatorClient] | None = None,
+        users: list[EmulatorUser] | None = None,
+        access_token_lifetime: int = 3600,
+        refresh_token_lifetime: int | None = None,
+        rotate_refresh_tokens: bool = False,
+        send_iss: bool = True,
+        issue_refresh_tokens: bool = True,
+        code_lifetime: int = 600,
+    ) -> None:
+        super().__init__(host, port)
+        self.clients = clients if clients is not None else default_clients()
+        for client in self.clients.values():
+            if client.auth_method not in AUTH_METHODS:
+                raise ValueError(f"unknown auth_method {client.auth_method!r}")
+        self.users = list(users if users is not None else DEFAULT_USERS)
+        self.access_token_lifetime = access_token_lifetime
+        self.refresh_token_lifetime = refresh_token_lifetime
+        self.rotate_refresh_tokens = rotate_refresh_tokens
+        self.send_iss = send_iss
+        self.issue_refresh_tokens = issue_refresh_tokens
+        self.code_lifetime = code_lifetime
+        self.signing_key = secrets.token_bytes(32)  # HS256 key for id_tokens
+        self.token_calls: list[dict[str, str]] = []  # grant_type and client_id only, no secrets
+        self._lock = threading.Lock()
+        self._codes: dict[str, Code] = {}
+        self._access: dict[str, Grant] = {}
+        self._refresh: dict[str, Grant] = {}
+
+    @property
+    def issuer(self) -> str:
+        """The issuer identifier (the base URL)."""
+        return self.url
+
+    def issued_access_tokens(self) -> set[str]:
+        """Every access token issued so far (expired or not)."""
+        with self._lock:
+            return set(self._access)
+
+    def expire_access_tokens(self) -> None:
+        """Make every access token issued so far expired."""
+        with self._lock:
+            for grant in self._access.values():
+                grant.expires_at = time.time() - 1
+
+    def revoke_refresh_tokens(self) -> None:
+        """Forget every refresh token issued so far."""
+        with self._lock:
+            self._refresh.clear()
+
+    def route(self, req: Request) -> Response:
+        """Dispatch to the discovery, authorize, token and userinfo endpoints."""
+        routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
+            "/.well-known/openid-configuration": ("GET", self._discovery),
+            "/.well-known/oauth-authorization-server": ("GET", self._discovery),
+            "/authorize": ("GET, POST", self._authorize),
+            "/token": ("POST", self._token),
+            "/userinfo": ("GET, POST", self._userinfo),
+        }
+        if req.path not in routes:
+            return super().route(req)
+        allow, handler = routes[req.path]
+        if req.method not in allow.split(", "):
+            body = {"error": "invalid_request", "error_description": f"use {allow}"}
+            return Response(405, body, {"Allow": allow, **_NO_STORE})
+        return handler(req)
+
+    def _discovery(self, req: Request) -> Response:
+        base = self.issuer
+        return Response(
+            200,
+            {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "userinfo_endpoint": f"{base}/userinfo",
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+                "authorization_response_iss_parameter_supported": self.send_iss,
+                "scopes_supported": list(SCOPES),
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["HS256"],
+            },
+        )
+
+    # -- authorization endpoint ------------------------------------------------------------
+
+    def _error_page(self, message: str) -> Response:
+        # RFC 6749 §4.1.2.1: untrusted client or redirect_uri: tell the user, never redirect.
+        body = f"<p>{html.escape(message)}</p><p>The application was not sent anywhere.</p>"
+        return Response.html(400, page("Authorization error", body))
+
+    def _redirect(self, redirect_uri: str, params: dict[str, str | None]) -> Response:
+        values = [(k, v) for k, v in params.items() if v is not None]
+        if self.send_iss:
+            values.append(("iss", self.issuer))  # RFC 9207 mix-up defence, on errors too
+        parts = urllib.parse.urlsplit(redirect_uri)
+        existing = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        query = urllib.parse.urlencode(existing + values)
+        return Response.redirect(urllib.parse.urlunsplit(parts._replace(query=query)))
+
+    def _validate(
+        self, multi: dict[str, list[str]]
+    ) -> tuple[EmulatorClient, dict[str, str]] | Response:
+        """Check authorization parameters; return the client and parameters, or an error."""
+        p = {k: v[0] for k, v in multi.items() if k in _AUTH_PARAMS}
+        ids = multi.get("client_id", [])
+        client = self.clients.get(ids[0]) if len(ids) == 1 else None
+        if client is None:
+            return self._error_page("Unknown or missing client_id.")
+        uris = multi.get("redirect_uri", [])
+        if len(uris) != 1 or not redirect_uri_ok(client, uris[0]):
+            return self._error_page("Missing or unregistered redirect_uri.")
+
+        def fail(error: str, description: str) -> Response:
+            return self._redirect(
+                uris[0], {"error": error, "error_description": description, "state": p.get("state")}
+            )
+
+        repeated = [k for k in _AUTH_PARAMS if len(multi.get(k, [])) > 1]
+        if repeated:  # RFC 6749 §3.1: parameters MUST NOT be repeated
+            return fail("invalid_request", f"repeated parameter {repeated[0]}")
+        if "response_type" not in p:
+            return fail("invalid_request", "response_type is required")
+        if p["response_type"] != "code":
+            return fail("unsupported_response_type", "only response_type=code is supported")
+        challenge, method = p.get("code_challenge"), p.get("code_challenge_method")
+        if challenge is None:
+            if method is not None:
+                return fail("invalid_request", "code_challenge_method without code_challenge")
+            if client.auth_method == "none":
+                return fail("invalid_request", "public clients must send a PKCE code_challenge")
+        elif method != "S256":  # RFC 7636 §4.3: an absent method means plain
+            return fail("invalid_request", "code_challenge_method must be S256")
+        elif not _S256_CHALLENGE_RE.fullmatch(challenge):
+            return fail("invalid_request", "malformed code_challenge")
+        unknown = sorted(set(p.get("scope", DEFAULT_SCOPE).split()) - set(SCOPES))
+        if unknown:
+            return fail("invalid_scope", f"unsupported scope {unknown[0]}")
+        return client, p
+
+    def _authorize(self, req: Request) -> Response:
+        if req.method == "POST":
+            return self._decide(req)
+        checked = self._validate(req.query_multi)
+        if isinstance(checked, Response):
+            return checked
+        client, p = checked
+        esc = html.escape
+        hidden = "".join(
+            f'<input type="hidden" name="{k}" value="{esc(p[k])}">' for k in _AUTH_PARAMS if k in p
+        )
+        options = "".join(
+            f'<option value="{esc(u.sub)}">{esc(u.name)} &lt;{esc(u.email)}&gt;</option>'
+            for u in self.users
+        )
+        body = (
+            f"<p><strong>{esc(client.client_id)}</strong> asks for access with scope "
+            f"<code>{esc(p.get('scope', DEFAULT_SCOPE))}</code>.</p>"
+            f"<p>You will be sent back to <code>{esc(p['redirect_uri'])}</code>.</p>"
+            f'<form method="post" action="/authorize">{hidden}'
+            f'<p><label>Account <select name="account">{options}</select></label></p>'
+            '<p><button type="submit" name="decision" value="allow">Allow</button>'
+            '<button type="submit" name="decision" value="deny">Deny</button></p></form>'
+        )
+        return Response.html(200, page("Authorize access", body))
+
+    def _decide(self, req: Request) -> Response:
+        checked = self._validate(req.form_multi)
+        if isinstance(checked, Response):
+            return checked
+        client, p = checked
+        state = p.get("state")
+        if req.form.get("decision") != "allow":
+            return self._redirect(
+                p["redirect_uri"],
+                {
+                    "error": "access_denied",
+                    "error_description": "the user denied access",
+                    "state": state,
+                },
+            )
+        sub = req.form.get("account") or (self.users[0].sub if self.users else "")
+        user = next((u for u in self.users if u.sub == sub), None)
+        if user is None:
+            return self._error_page("Unknown account.")
+        code = secrets.token_urlsafe(32)
+        with self._lock:
+            self._codes[code] = Code(
+                client.client_id,
+                p["redirect_uri"],
+                p.get("code_challenge"),
+                p.get("scope", DEFAULT_SCOPE),
+                user,
+                p.get("nonce"),
+                time.time() + self.code_lifetime,
+            )
+        return self._redirect(p["redirect_uri"], {"code": code, "state": state})
+
+    # -- token endpoint --------------------------------------------------------------------
+
+    def _token(self, req: Request) -> Response:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return _token_error("invalid_request", "body must be application/x-www-form-urlencoded")
+        form = req.form
+        creds = basic_credentials(req.headers.get("authorization", ""))
+        with self._lock:
+            claimed = creds[0] if creds else form.get("client_id", "")
+            self.token_calls.append(
+                {"grant_type": form.get("grant_type", ""), "client_id": claimed}
+            )
+        client = self._authenticate(req, creds)
+        if isinstance(client, Response):
+            return client
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._grant_code(client, form)
+        if grant_type == "refresh_token":
+            return self._grant_refresh(client, form)
+        if not grant_type:
+            return _token_error("invalid_request", "grant_type is required")
+        return _token_error("unsupported_grant_type", f"grant_type {grant_type} is not supported")
+
+    def _authenticate(
+        self, req: Request, basic: tuple[str, str] | None
+    ) -> EmulatorClient | Response:
+        form = req.form
+        if basic is not None and "client_secret" in form:
+            # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+            return _token_error("invalid_request", "more than one client authentication method")
+        if basic is not None and form.get("client_id") not in (None, basic[0]):
+            return self._invalid_client(True)
+        client = self.clients.get(basic[0] if basic is not None else form.get("client_id", ""))
+        if client is None:
+            return self._invalid_client(basic is not None)
+        if client.auth_method == "client_secret_basic":
+            ok = basic is not None and _same(basic[1], client.client_secret)
+        elif client.auth_method == "client_secret_post":
+            ok = basic is None and _same(form.get("client_secret"), client.client_secret)
+        else:
+            ok = basic is None and "client_secret" not in form
+        if not ok:
+            return self._invalid_client(
+                basic is not None or client.auth_method == "client_secret_basic"
+            )
+        return client
+
+    @staticmethod
+    def _invalid_client(basic: bool) -> Response:
+        resp = _token_error("invalid_client", "client authentication failed", 401)
+        if basic:
+            resp.headers["WWW-Authenticate"] = f"Basic {_REALM}"
+        return resp
+
+    def _grant_code(self, client: EmulatorClient, form: dict[str, str]) -> Response:
+        code = form.get("code")
+        if not code:
+            return _token_error("invalid_request", "code is required")
+        verifier = form.get("code_verifier")
+        with self._lock:
+            rec = self._codes.get(code)
+            if rec is None:
+                return _token_error("invalid_grant", "unknown authorization code")
+            if rec.used:
+                # RFC 6749 §4.1.2: a replayed code suggests theft; revoke what it produced.
+                for table in (self._access, self._refresh):
+                    for token in [t for t, g in table.items() if g.origin == code]:
+                        del table[token]
+                return _token_error("invalid_grant", "authorization code already used")
+            rec.used = True  # single use: the first presentation consumes it, good or bad
+            if rec.client_id != client.client_id:
+                return _token_error("invalid_grant", "code was issued to another client")
+            if time.time() >= rec.expires_at:
+                return _token_error("invalid_grant", "authorization code expired")
+            if form.get("redirect_uri") != rec.redirect_uri:
+                return _token_error("invalid_grant", "redirect_uri does not match")
+            if rec.code_challenge is None:
+                if verifier is not None:
+                    return _token_error("invalid_grant", "code_verifier without code_challenge")
+            elif verifier is None or not _VERIFIER_RE.fullmatch(verifier):
+                return _token_error("invalid_grant", "missing or malformed code_verifier")
+            elif not hmac.compare_digest(
+                _b64url(hashlib.sha256(verifier.encode()).digest()), rec.code_challenge
+            ):
+                return _token_error("invalid_grant", "PKCE verification failed")
+            body = self._issue(rec.client_id, rec.user, rec.scope, code, self.issue_refresh_tokens)
+        if "openid" in rec.scope.split():
+            body["id_token"] = self._id_token(client.client_id, rec.user, rec.nonce)
+        return Response(200, body, dict(_NO_STORE))
+
+    def _grant_refresh(self, client: EmulatorClient, form: dict[str, str]) -> Response:
+        token = form.get("refresh_token")
+        if not token:
+            return _token_error("invalid_request", "refresh_token is required")
+        with self._lock:
+            grant = self._refresh.get(token)
+            if grant is None or grant.client_id != client.client_id or grant.expired():
+                return _token_error("invalid_grant", "refresh token is unknown, expired or used")
+            if self.rotate_refresh_tokens:
+                del self._refresh[token]
+            body = self._issue(
+                client.client_id, grant.user, grant.scope, grant.origin, self.rotate_refresh_tokens
+            )
+        return Response(200, body, dict(_NO_STORE))
+
+    def _issue(
+        self, client_id: str, user: EmulatorUser, scope: str, origin: str, refresh: bool
+    ) -> dict[str, Any]:
+        """Mint an access token (and maybe a refresh token); the caller holds the lock."""
+        now = time.time()
+        access = secrets.token_urlsafe(32)
+        self._access[access] = Grant(
+            client_id, user, scope, now + self.access_token_lifetime, origin
+        )
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_token_lifetime,
+            "scope": scope,
+        }
+        if refresh:
+            token = secrets.token_urlsafe(32)
+            lifetime = self.refresh_token_lifetime
+            expires = None if lifetime is None else now + lifetime
+            self._refresh[token] = Grant(client_id, user, scope, expires, origin)
+            body["refresh_token"] = token
+        return body
+
+    def _id_token(self, client_id: str, user: EmulatorUser, nonce: str | None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": user.sub,
+            "aud": client_id,
+            "exp": now + self.access_token_lifetime,
+            "iat": now,
+            "name": user.name,
+            "email": user.email,
+        }
+        if nonce is not None:
+            claims["nonce"] = nonce
+        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        signing_input = f"{header}.{_b64url(json.dumps(claims).encode())}"
+        sig = hmac.new(self.signing_key, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64url(sig)}"
+
+    # -- userinfo --------------------------------------------------------------------------
+
+    def _userinfo(self, req: Request) -> Response:
+        scheme, _, token = req.headers.get("authorization", "").partition(" ")
+        with self._lock:
+            grant = self._access.get(token.strip()) if scheme.lower() == "bearer" else None
+            valid = grant is not None and not grant.expired()
+        if grant is None or not valid:
+            challenge = f'Bearer {_REALM}, error="invalid_token"'
+            return Response(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
+        user = grant.user
+        return Response(
+            200, {"sub": user.sub, "name": user.name, "email": user.email}, dict(_NO_STORE)
+        )
