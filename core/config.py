@@ -304,8 +304,11 @@ def build_provider(
     return provider
 
 
-def load(explicit: str | None = None, *, write_cache: bool = True) -> Config:
-    """Find and load providers.yaml; file-level problems raise, provider problems wait for use."""
+def load(explicit: str | None = None, *, write_cache: bool = False) -> Config:
+    """Find and load providers.yaml; file-level problems raise, provider problems wait for use.
+
+    `write_cache` (the CLI) refreshes the cached-token path's cache; the Python API writes nothing.
+    """
     found = paths.find_config(explicit)
     if found is None:
         where = [c for c, _ in paths.config_candidates(explicit)]

@@ -1,4 +1,14 @@
-"""Error types; each carries the CLI exit code it maps to."""
+"""Every error loopauth reports, each with the CLI exit code it maps to.
+
+- 0: ok
+- 1: internal error (a bug) or misuse of the Python API: LoopauthError
+- 2: usage, configuration or environment: UsageError, ConfigError, ListenError, PortBusy,
+  StoreWriteError, UnsafePath
+- 3: access denied: AccessDenied
+- 4: timed out or cancelled: FlowTimeout, FlowCancelled
+- 5: the provider answered an error, garbage, or not at all: ProviderError
+- 6: no usable stored token, log in (again): NoTokenError, StoreError
+"""
 
 from __future__ import annotations
 
@@ -67,3 +77,31 @@ class NoTokenError(LoopauthError):
     """No usable token is stored; the message says which login to run."""
 
     exit_code = 6
+
+
+class ListenError(LoopauthError):
+    """The redirect URI's host or port cannot be listened on."""
+
+    exit_code = 2
+
+
+class PortBusy(ListenError):
+    """The redirect URI's fixed port is taken."""
+
+
+class StoreError(LoopauthError):
+    """A token file is damaged or unreadable (log in again to replace it)."""
+
+    exit_code = 6
+
+
+class StoreWriteError(StoreError):
+    """Tokens cannot be written where LOOPAUTH_HOME points."""
+
+    exit_code = 2
+
+
+class UnsafePath(LoopauthError):
+    """A file or folder loopauth would trust is not private to this user."""
+
+    exit_code = 2

@@ -155,6 +155,31 @@ class Flow:
             raise
         return self.state
 
+    def run(
+        self,
+        timeout: float | None = None,
+        *,
+        open_browser: bool = True,
+        on_url: Callable[[str, bool], None] | None = None,
+        on_tick: Callable[[float], None] | None = None,
+    ) -> Token:
+        """Start, open the browser, wait and return the token; raise what ended the flow.
+
+        `on_url(url, opened)` shows the URL (default: printed on stderr when no browser opened).
+        """
+        url = self.start()
+        try:
+            opened = self.launch_browser() if open_browser else False
+            if on_url is not None:
+                on_url(url, opened)
+            elif not opened:
+                print(url, file=sys.stderr, flush=True)
+            self.wait(timeout, on_tick=on_tick)
+        except BaseException:  # the port and the launch page never outlive the call
+            self.cancel("interrupted")
+            raise
+        return self.result()
+
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop waiting and close the port; a finished flow is left as it is."""
         self._finish(
@@ -344,15 +369,4 @@ def login(
 ) -> Token:
     """Run a whole login and return the stored token (raises on denial, timeout or failure)."""
     flow = Flow(provider, account=account, store=store)
-    url = flow.start()
-    try:
-        opened = flow.launch_browser() if open_browser else False
-        if on_url is not None:
-            on_url(url, opened)
-        elif not opened:
-            print(url, file=sys.stderr, flush=True)
-        flow.wait(timeout)
-    except BaseException:  # the port and the launch page never outlive the call
-        flow.cancel("interrupted")
-        raise
-    return flow.result()
+    return flow.run(timeout, open_browser=open_browser, on_url=on_url)

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from . import pages
-from .errors import LoopauthError
+from .errors import ListenError, PortBusy
 from .httpserver import LoopbackServer, QuietHandler
+from .urls import check_url
 
 log = logging.getLogger("loopauth.listener")
 
@@ -25,16 +26,6 @@ MAX_CONNECTIONS = 64
 READ_TIMEOUT = 10.0
 REQUEST_DEADLINE = 5.0  # for the whole request head: slow-drip clients can't hold a slot
 CLOSE_WAIT = 2.0  # in all, after the reply: a client that keeps talking can't hold a slot
-
-
-class ListenError(LoopauthError):
-    """The redirect URI's host or port cannot be listened on."""
-
-    exit_code = 2
-
-
-class PortBusy(ListenError):
-    """The redirect URI's fixed port is taken."""
 
 
 class _Reaper:
@@ -241,6 +232,8 @@ class Listener:
         self, redirect_uri: str, handler: Handler, after_reply: Callable[[], None] | None = None
     ) -> None:
         parts = urlsplit(redirect_uri)
+        if check_url(redirect_uri, redirect=True):  # loopback http only (RFC 8252 §7.3)
+            raise ListenError(f"will not listen for {redirect_uri}: not a loopback http URL")
         self.after_reply = after_reply
         self.host = (parts.hostname or "127.0.0.1").lower()
         self.requested_port = parts.port or 0

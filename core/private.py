@@ -9,19 +9,13 @@ import contextlib
 import os
 import stat
 
-from .errors import LoopauthError
+from .errors import UnsafePath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # filelock is imported only by what writes
     from filelock import BaseFileLock
 
 POSIX = os.name == "posix"
-
-
-class UnsafePath(LoopauthError):
-    """A file or folder loopauth would trust is not private to this user."""
-
-    exit_code = 2
 
 
 def problem(path: str, *, follow: bool = False) -> str | None:

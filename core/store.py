@@ -7,7 +7,7 @@ import os
 import re
 
 from . import paths, private
-from .errors import LoopauthError, NoTokenError, UsageError
+from .errors import NoTokenError, StoreError, StoreWriteError, UsageError
 from .token import Token
 
 TYPE_CHECKING = False
@@ -15,18 +15,6 @@ if TYPE_CHECKING:  # kept off the cached-token path, which only reads
     from filelock import BaseFileLock
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class StoreError(LoopauthError):
-    """A token file is damaged or unreadable (log in again to replace it)."""
-
-    exit_code = 6
-
-
-class StoreWriteError(StoreError):
-    """Tokens cannot be written where LOOPAUTH_HOME points."""
-
-    exit_code = 2
 
 
 def _file_stem(account_id: str) -> str:

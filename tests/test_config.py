@@ -325,3 +325,13 @@ def test_values_yaml_itself_rejects(value: str, tmp_path: Path) -> None:
     cfg.write_text(text)
     out = cli("--config", str(cfg), "status")
     assert out.returncode == 2 and "bad value" in out.stderr and "internal error" not in out.stderr
+
+
+def test_loading_from_python_writes_no_file(tmp_path: Path, isolated: Path) -> None:
+    from loopauth import load_config
+
+    cfg = write_config(tmp_path / "p.yaml", GOOD)
+    assert load_config(str(cfg)).names() == ["emu"]
+    assert not isolated.exists()  # no cache, no folder: reading a config is read-only
+    assert cli("--config", str(cfg), "providers").returncode == 0
+    assert (isolated / "cache").is_dir()  # the CLI keeps the cached-token path's cache

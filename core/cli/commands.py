@@ -18,7 +18,7 @@ from .output import token_output, when, write_output
 def _config(args: argparse.Namespace) -> Any:
     from ..config import load
 
-    return load(args.config)
+    return load(args.config, write_cache=True)  # so the next `token` can skip all this
 
 
 def _store() -> Any:
@@ -88,11 +88,13 @@ def cmd_login(args: argparse.Namespace) -> int:
     provider = _config(args).select(args.provider)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError("--timeout must be a positive, finite number of seconds")
+    timeout = args.timeout if args.timeout is not None else provider.timeout
     flow = Flow(provider, account=args.account)
-    url = flow.start()
-    try:
-        opened = False if args.no_browser else flow.launch_browser()
-        err = sys.stderr
+    err = sys.stderr
+    tty = err.isatty()
+    raw = getattr(err, "raw", err)  # our own control sequences, past SafeStream
+
+    def announce(url: str, opened: bool) -> None:
         if opened:
             print(
                 f"Opened your browser to log in to {provider.name}. If it did not open, "
@@ -102,8 +104,6 @@ def cmd_login(args: argparse.Namespace) -> int:
         else:
             print(f"Open this URL in a browser to log in to {provider.name}:", file=err)
         print(url, file=err, flush=True)  # alone on its line, for people and scripts alike
-        timeout = args.timeout if args.timeout is not None else float(provider.get("timeout", 300))
-        tty = err.isatty()
         if not tty:
             print(
                 f"Waiting up to {timeout:g} s for the redirect to {flow.redirect_uri}",
@@ -111,26 +111,25 @@ def cmd_login(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-        raw = getattr(err, "raw", err)  # our own control sequences, past SafeStream
+    def tick(left: float) -> None:
+        mins, secs = divmod(int(left + 0.999), 60)
+        raw.write(
+            f"\r\x1b[2KWaiting for the redirect to {flow.redirect_uri}: "
+            f"{mins}:{secs:02d} left (Ctrl+C to cancel)"
+        )
+        raw.flush()
 
-        def tick(left: float) -> None:
-            mins, secs = divmod(int(left + 0.999), 60)
-            raw.write(
-                f"\r\x1b[2KWaiting for the redirect to {flow.redirect_uri}: "
-                f"{mins}:{secs:02d} left (Ctrl+C to cancel)"
-            )
+    try:
+        token = flow.run(
+            timeout,
+            open_browser=not args.no_browser,
+            on_url=announce,
+            on_tick=tick if tty else None,
+        )
+    finally:
+        if tty:
+            raw.write("\r\x1b[2K")
             raw.flush()
-
-        try:
-            flow.wait(timeout, on_tick=tick if tty else None)
-        finally:
-            if tty:
-                raw.write("\r\x1b[2K")
-                raw.flush()
-    except BaseException:  # whatever ends the command here closes the port and the launch page
-        flow.cancel("interrupted")
-        raise
-    token = flow.result()
     who = token.account_label or token.account
     extra = f" ({token.account_id})" if token.account_label and token.account_id else ""
     print(f"Logged in to {provider.name} as {who}{extra}; token saved to {flow.saved_to}", file=err)

@@ -40,8 +40,7 @@ def write_cache(config: Config) -> None:
             "env": config.env_used,
             "default": config.default,
             "providers": {
-                name: {"refresh_leeway": p.settings.get("refresh_leeway", 60.0)}
-                for name, p in config.providers.items()
+                name: {"refresh_leeway": p.refresh_leeway} for name, p in config.providers.items()
             },
             "broken": sorted(config.errors),
         }

@@ -7,9 +7,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from ..urls import is_loopback_host
+
 __all__ = [
     "DEFAULT_USERS",
-    "LOOPBACK_HOSTS",
     "Code",
     "EmulatorClient",
     "EmulatorUser",
@@ -18,8 +19,6 @@ __all__ = [
     "default_clients",
     "redirect_uri_ok",
 ]
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass
@@ -96,7 +95,7 @@ def redirect_uri_ok(client: EmulatorClient, uri: str) -> bool:
         got.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         return False
-    if got.hostname not in LOOPBACK_HOSTS or got.username or got.password or got.fragment:
+    if not is_loopback_host(got.hostname) or got.username or got.password or got.fragment:
         return False
     key = (got.scheme, got.hostname, got.path, got.query)
     regs = map(urllib.parse.urlsplit, client.redirect_uris)

@@ -12,6 +12,7 @@ from typing import Any, Self, TextIO, cast
 
 from ..httpserver import LoopbackServer, QuietHandler
 from ..pages import FORM_SECURITY_HEADERS
+from ..urls import is_loopback_host
 
 __all__ = ["MAX_BODY", "EmulatorServer", "Request", "Response", "run"]
 
@@ -136,6 +137,8 @@ class EmulatorServer:
     """A threaded HTTP server on loopback whose subclasses answer requests in `route`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not is_loopback_host(host):  # a test fixture, never a server for the network
+            raise ValueError(f"emulators listen on loopback addresses only, not {host!r}")
         self.host, self._requested_port = host, port
         self.log: list[tuple[str, str]] = []
         self._log_lock = threading.Lock()
