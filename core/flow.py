@@ -106,7 +106,7 @@ class Flow:
         ):
             return False  # no desktop: webbrowser would start a text browser in this terminal
         from . import browser
-        from .private import UnsafePath
+        from .errors import UnsafePath
 
         # Never the URL itself on the browser's command line: other users can read it there.
         try:

@@ -12,6 +12,7 @@ import os
 import sys
 
 from .. import paths, private
+from ..errors import UnsafePath
 from .output import token_output
 
 TYPE_CHECKING = False
@@ -48,10 +49,10 @@ def write_cache(config: Config) -> None:
         private.make_dirs(os.path.dirname(path))
         private.secure_dir(os.path.dirname(path))
         private.write(path, json.dumps(data).encode())
-    except (OSError, private.UnsafePath) as exc:
+    except (OSError, UnsafePath) as exc:
         # The cache only saves time; the full loader works without it. An unsafe cache folder
         # is worth a word: someone else may be trying to plant one.
-        if isinstance(exc, private.UnsafePath):
+        if isinstance(exc, UnsafePath):
             import logging
 
             logging.getLogger("loopauth").warning("not caching providers.yaml: %s", exc)
@@ -63,7 +64,7 @@ def read_cache(config_path: str) -> dict[str, object] | None:
         st = os.stat(config_path)
         # Only a cache of our own in a private folder: a planted one could skip refreshes.
         data = json.loads(private.read(_cache_path(config_path), 1 << 20))
-    except (OSError, ValueError, private.UnsafePath):
+    except (OSError, ValueError, UnsafePath):
         return None
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return None
