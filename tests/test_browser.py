@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from loopauth.emulator import OAuthEmulator
-from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
 
 from conftest import ARTIFACTS, free_port, tiktok_config, write_config
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from loopauth.config import parse
 from loopauth.errors import ConfigError, ProviderError
 from loopauth.oauth import standard_token
-from loopauth.plugins.tiktok_shop import parse_token_response
+from loopauth.plugins.tiktok_shop.auth import parse_token_response
 from loopauth.provider import BASE_SETTINGS
 
 FUZZ = settings(

@@ -681,7 +681,7 @@ def test_provider_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
 
 
 def test_seller_and_shop_names_never_reach_the_terminal_raw(tmp_path: Path) -> None:
-    from loopauth.plugins.tiktok_shop_emulator import Seller, TikTokShopEmulator
+    from loopauth.plugins.tiktok_shop.emulator import Seller, TikTokShopEmulator
 
     from conftest import free_port, tiktok_config
 

@@ -11,7 +11,7 @@ import requests
 
 from loopauth.emulator import EmulatorServer, OAuthEmulator, Request, Response
 from loopauth.plugins.tiktok_shop import SHOPS_PATH, TikTokShopAuth, shop_session
-from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
 from loopauth.store import TokenStore
 
 from conftest import cli, free_port, login, tiktok_config, write_config

@@ -76,7 +76,7 @@ APP_SECRET = "tts-Distinctive-App-Secret-9931"
 
 def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
     """Every command, success and failure, -v and hook tracing on: no secret in any output."""
-    from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
+    from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
 
     from conftest import free_port, tiktok_config
 

@@ -17,7 +17,7 @@ import requests
 
 from loopauth.emulator import browse
 from loopauth.plugins.tiktok_shop import TikTokShopAuth, get_authorized_shops, sign
-from loopauth.plugins.tiktok_shop_emulator import TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
 from loopauth.store import TokenStore
 
 from conftest import cli, free_port, login, tiktok_config, write_config
@@ -397,7 +397,7 @@ def test_emulator_checks_signature_and_timestamp(cfg: Path, tiktok: TikTokShopEm
 
 def test_envelope_garbage_is_a_provider_error(tmp_path: Path, port: int) -> None:
     from loopauth.config import parse
-    from loopauth.plugins.tiktok_shop import check_envelope, parse_token_response
+    from loopauth.plugins.tiktok_shop.auth import check_envelope, parse_token_response
 
     provider = parse(
         "providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
@@ -624,7 +624,7 @@ def test_auth_retries_once_on_105002_and_ignores_proxies_for_loopback(
 
 def test_a_refresh_for_another_account_is_refused(tmp_path: Path, port: int) -> None:
     from loopauth.config import parse
-    from loopauth.plugins.tiktok_shop import parse_token_response
+    from loopauth.plugins.tiktok_shop.auth import parse_token_response
 
     provider = parse(
         "providers:\n  s:\n    plugin: tiktok_shop\n    client_id: k\n"
