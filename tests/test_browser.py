@@ -13,9 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from loopauth.emulator import OAuthEmulator
-from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
+from loopauth.testing import free_port, write_config
 
-from conftest import ARTIFACTS, free_port, tiktok_config, write_config
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

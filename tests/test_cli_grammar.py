@@ -14,8 +14,7 @@ import pytest
 from loopauth.cli import fastpath, run
 from loopauth.cli.parser import build_parser
 from loopauth.errors import UsageError
-
-from conftest import cli, login, write_config
+from loopauth.testing import cli, login, write_config
 
 # (argv, what the fast path makes of it: (config, provider, account, json), or None to decline)
 CASES: list[tuple[list[str], tuple[str | None, str | None, str | None, bool] | None]] = [

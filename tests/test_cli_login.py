@@ -18,8 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from loopauth.emulator import OAuthEmulator, browse
-
-from conftest import cli, free_port, login, write_config
+from loopauth.testing import cli, free_port, login, write_config
 
 
 def token_files(home: Path) -> list[Path]:

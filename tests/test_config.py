@@ -8,8 +8,7 @@ import pytest
 
 from loopauth.config import parse
 from loopauth.errors import ConfigError
-
-from conftest import cli, write_config
+from loopauth.testing import cli, write_config
 
 GOOD = """
 default: emu
@@ -228,7 +227,9 @@ def test_no_config_anywhere(tmp_path: Path) -> None:
 
 
 def test_repo_example_is_valid() -> None:
-    from conftest import ROOT
+    from pathlib import Path
+
+    ROOT = Path(__file__).resolve().parents[1]
 
     env = {"TIKTOK_APP_KEY": "k", "TIKTOK_APP_SECRET": "s", "TIKTOK_SERVICE_ID": "7301"}
     out = cli("--config", str(ROOT / "providers.yaml"), "providers", env=env)

@@ -15,8 +15,7 @@ import pytest
 
 from loopauth.emulator import OAuthEmulator
 from loopauth.store import TokenStore
-
-from conftest import login, write_config
+from loopauth.testing import login, write_config
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
 

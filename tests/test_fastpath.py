@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import cli, login
+from loopauth.testing import cli, login
 
 HEAVY = (
     "yaml",

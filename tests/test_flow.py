@@ -192,7 +192,7 @@ def test_python_login_helper(emulator: OAuthEmulator, tmp_path: Path) -> None:
 
 def test_a_login_imports_only_authlibs_protocol_pieces(config: Path) -> None:
     """authlib's requests client would pull in its OpenID client, joserfc and cryptography."""
-    from conftest import login
+    from loopauth.testing import login
 
     result = login("--config", str(config), "login", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

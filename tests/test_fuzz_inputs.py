@@ -226,9 +226,8 @@ def test_odd_tiktok_envelopes_through_the_cli(
 ) -> None:
     from loopauth.emulator import EmulatorServer, Request, Response
     from loopauth.store import TokenStore
+    from loopauth.testing import cli, write_config
     from loopauth.token import Token
-
-    from conftest import cli, write_config
 
     class Odd(EmulatorServer):
         def route(self, req: Request) -> Response:

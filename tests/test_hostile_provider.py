@@ -11,9 +11,8 @@ import pytest
 
 from loopauth.emulator import EmulatorServer, OAuthEmulator, Request, Response
 from loopauth.store import TokenStore
+from loopauth.testing import cli, login, write_config
 from loopauth.token import Token
-
-from conftest import cli, login, write_config
 
 
 class Garbage(EmulatorServer):

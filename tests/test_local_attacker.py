@@ -18,8 +18,7 @@ import pytest
 
 from loopauth.emulator import EmulatorUser, OAuthEmulator, browse
 from loopauth.errors import ConfigError
-
-from conftest import cli, login, write_config
+from loopauth.testing import cli, login, write_config
 
 posix = pytest.mark.skipif(os.name != "posix", reason="POSIX owners and modes")
 
@@ -681,9 +680,8 @@ def test_provider_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
 
 
 def test_seller_and_shop_names_never_reach_the_terminal_raw(tmp_path: Path) -> None:
-    from loopauth.plugins.tiktok_shop.emulator import Seller, TikTokShopEmulator
-
-    from conftest import free_port, tiktok_config
+    from loopauth.plugins.tiktok_shop.emulator import Seller, TikTokShopEmulator, tiktok_config
+    from loopauth.testing import free_port
 
     shop = {
         "cipher": "c1",

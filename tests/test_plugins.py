@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import pytest
 
 from loopauth import hookspecs
 from loopauth.emulator import OAuthEmulator
+from loopauth.testing import cli, login, write_config
 
-from conftest import ROOT, cli, login, write_config
+ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = '''
 """An outside plugin: the Acme identity service, a standard provider with a tenant parameter."""
@@ -195,6 +197,30 @@ def test_every_provider_type_callable_is_documented_with_its_exact_signature() -
 def test_docs_example_plugin_is_the_tested_one() -> None:
     docs = (ROOT / "docs" / "plugins.md").read_text()
     assert PLUGIN.strip().split('"""', 2)[2].strip() in docs
+
+
+def test_docs_plugin_test_runs_with_the_pytest_plugin(
+    tmp_path: Path, outside: dict[str, str]
+) -> None:
+    """A third-party suite with no conftest gets loopauth.testing's fixtures by entry point."""
+    import subprocess
+    import sys
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    section = docs[docs.index("## Testing a plugin") :]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    suite = tmp_path / "acme-tests"
+    suite.mkdir()
+    (suite / "test_acme.py").write_text(example)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
+        cwd=suite,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **outside},
+    )
+    assert "1 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 def test_every_base_setting_is_documented() -> None:

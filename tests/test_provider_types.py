@@ -21,9 +21,10 @@ from loopauth.flow import Flow, State
 from loopauth.oauth import standard_token
 from loopauth.plugin_manager import pm
 from loopauth.provider import Account, Provider, ProviderType, Setting, TokenRequest
+from loopauth.testing import cli, write_config
 from loopauth.token import Token
 
-from conftest import ROOT, cli, write_config
+ROOT = Path(__file__).resolve().parents[1]
 
 CALLABLES = [
     f.name

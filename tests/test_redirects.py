@@ -11,10 +11,9 @@ import requests
 
 from loopauth.emulator import EmulatorServer, OAuthEmulator, Request, Response
 from loopauth.plugins.tiktok_shop import SHOPS_PATH, TikTokShopAuth, shop_session
-from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
-
-from conftest import cli, free_port, login, tiktok_config, write_config
+from loopauth.testing import cli, free_port, login, write_config
 
 KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 ENV = {"TIKTOK_APP_SECRET": SECRET}

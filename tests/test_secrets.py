@@ -8,8 +8,7 @@ from pathlib import Path
 
 from loopauth.emulator import EmulatorClient, OAuthEmulator
 from loopauth.store import TokenStore
-
-from conftest import cli, login, write_config
+from loopauth.testing import cli, login, write_config
 
 SECRET = "cs-Distinctive-Client-Secret-0042"
 
@@ -76,9 +75,8 @@ APP_SECRET = "tts-Distinctive-App-Secret-9931"
 
 def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
     """Every command, success and failure, -v and hook tracing on: no secret in any output."""
-    from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
-
-    from conftest import free_port, tiktok_config
+    from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
+    from loopauth.testing import free_port
 
     port = free_port()
     emu = TikTokShopEmulator(

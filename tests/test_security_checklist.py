@@ -25,8 +25,7 @@ from loopauth.config import parse
 from loopauth.emulator import OAuthEmulator, browse
 from loopauth.flow import Flow, State
 from loopauth.provider import BASE_SETTINGS
-
-from conftest import login, write_config
+from loopauth.testing import login, write_config
 
 
 def provider(emu: OAuthEmulator, redirect: str = "http://127.0.0.1:0/callback") -> object:

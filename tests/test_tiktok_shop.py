@@ -17,10 +17,9 @@ import requests
 
 from loopauth.emulator import browse
 from loopauth.plugins.tiktok_shop import TikTokShopAuth, get_authorized_shops, sign
-from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
-
-from conftest import cli, free_port, login, tiktok_config, write_config
+from loopauth.testing import cli, free_port, login, write_config
 
 KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 

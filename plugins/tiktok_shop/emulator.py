@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loopauth.emulator import EmulatorServer, Request, Response, page
@@ -313,3 +314,33 @@ class TikTokShopEmulator(EmulatorServer):
                 105002, "Expired credentials: access token is expired", status=401
             )
         return self._envelope(0, "Success", {"shops": grant.seller.shops})
+
+
+def tiktok_config(
+    path: Path,
+    emulator_url: str,
+    port: int,
+    *,
+    name: str = "tiktok-shop",
+    client_id: str = "demo-app-key",
+    service_id: str = "7301234567890123456",
+    secret_var: str = "TIKTOK_APP_SECRET",
+    extra: str = "",
+) -> Path:
+    """Write a providers.yaml whose tiktok_shop provider points at an emulator (for tests)."""
+    text = f"""\
+default: {name}
+providers:
+  {name}:
+    plugin: tiktok_shop
+    client_id: {client_id}
+    client_secret: ${{{secret_var}}}
+    service_id: "{service_id}"
+    redirect_uri: http://localhost:{port}/
+    authorization_endpoint: {emulator_url}/open/authorize
+    token_endpoint: {emulator_url}/api/v2/token/get
+    refresh_endpoint: {emulator_url}/api/v2/token/refresh
+    api_base_url: {emulator_url}
+"""
+    path.write_text(text + extra, encoding="utf-8")
+    return path

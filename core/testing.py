@@ -1,0 +1,168 @@
+"""`loopauth.testing`: pytest fixtures and helpers for plugin authors, and loopauth's own tests.
+
+Installing loopauth registers this module as a pytest plugin (the `pytest11` entry point), so
+its fixtures are there in any test suite; none of them is autouse, so nothing happens unless a
+test asks for it. A provider plugin's test typically takes `loopauth_home` (tokens and config
+in the test's own folders), starts its emulator with `start_emulator`, writes a providers.yaml
+with `write_config` and logs in through the real CLI with `login`, which plays the user.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .emulator import BrowseResult, EmulatorServer, OAuthEmulator
+
+__all__ = [
+    "Login",
+    "cli",
+    "free_port",
+    "login",
+    "loopauth_home",
+    "oauth_emulator",
+    "require_program",
+    "start_emulator",
+    "write_config",
+]
+
+
+def write_config(path: Path, text: str) -> Path:
+    """Write a providers.yaml from an indented block; return its path."""
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    """Return a loopback port that is free right now (for fixed redirect URIs in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `loopauth ARGS` in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "loopauth", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input,
+    )
+
+
+@dataclass
+class Login:
+    """What a scripted `loopauth login` did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    url: str | None
+    page: BrowseResult | None
+    lines: list[str] = field(default_factory=list)
+
+
+def login(
+    *args: str,
+    decision: str | None = "allow",
+    before: Callable[[str], object] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> Login:
+    """Run `loopauth ARGS --no-browser` and play the user on the URL it prints.
+
+    `before(url)` runs first (for stray or forged requests); decision None means nobody answers.
+    """
+    from .emulator import browse
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", *args, "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    lines: list[str] = []
+    url = None
+    result: dict[str, BrowseResult] = {}
+    worker = None
+    for line in proc.stderr:
+        lines.append(line)
+        if url is None and line.startswith("http"):
+            url = line.strip()
+            if before is not None:
+                before(url)
+            if decision is not None:
+                worker = threading.Thread(
+                    target=lambda u=url: result.setdefault("page", browse(u, decision=decision))
+                )
+                worker.start()
+    stdout = proc.stdout.read()
+    proc.wait(timeout)
+    if worker is not None:
+        worker.join(timeout)
+    return Login(proc.returncode, stdout, "".join(lines), url, result.get("page"), lines)
+
+
+def require_program(path: str, why: str) -> str:
+    """Return `path`; skip the test when it is not installed (fail instead with CI=true)."""
+    if os.path.exists(path):
+        return path
+    message = f"{path} is not installed ({why})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def loopauth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point loopauth's tokens and config at the test's own folder, and work from there."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOOPAUTH_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for name in ("LOOPAUTH_CONFIG", "LOOPAUTH_LOAD_PLUGINS", "LOOPAUTH_LAUNCH_DIR", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def oauth_emulator() -> Iterator[OAuthEmulator]:
+    """A standard OAuth2 / OpenID emulator on loopback."""
+    from .emulator import OAuthEmulator
+
+    with OAuthEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def start_emulator() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start any registered emulator by name: `start_emulator("tiktok_shop", **options)`."""
+    from . import plugin_manager
+
+    started: list[EmulatorServer] = []
+
+    def start(name: str = "oauth2", **options: Any) -> EmulatorServer:
+        emulator = plugin_manager.emulators()[name](**options).start()
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
