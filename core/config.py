@@ -18,11 +18,11 @@ from . import paths
 from .errors import ConfigError
 from .provider import Provider, ProviderType, Setting
 from .urls import check_url
+from .yamldoc import Doc, Loader, raw_value
 
 log = logging.getLogger("loopauth.config")
 
 MAX_BYTES = 1 << 20
-MAX_NODES = 20_000
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always used with fullmatch
 ENV_RE = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 TOP_KEYS = ("default", "providers")
@@ -81,66 +81,6 @@ class Config:
 def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, stopped while composing once the document has too many nodes."""
-
-    path = "providers.yaml"
-    composed = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        # Counted as the nodes are built: a 1 MiB flow list is half a million of them.
-        self.composed += 1
-        if self.composed > MAX_NODES:
-            raise ConfigError(
-                f"has more than {MAX_NODES} YAML nodes; a providers.yaml is far smaller",
-                file=self.path,
-            )
-        return super().compose_node(parent, index)
-
-
-class _Doc:
-    """Turns a composed YAML node tree into Python values, remembering each key's line."""
-
-    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
-        self.path, self.loader, self.nodes = path, loader, 0
-
-    def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
-        line = node.start_mark.line + 1 if node is not None else None
-        return ConfigError(message, file=self.path, line=line, key=key)
-
-    def value(self, node: yaml.Node, key: str) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:  # aliases can make a small file expand without limit
-            raise self.error(node, key, "document is too large or too deeply aliased")
-        if isinstance(node, yaml.MappingNode):
-            return {k: v for k, (_, v) in self.mapping(node, key).items()}
-        if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, f"{key}[{i}]") for i, item in enumerate(node.value)]
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise self.error(node, key, f"bad value ({exc.__class__.__name__})") from None
-        except Exception:  # PyYAML's constructors raise ValueError, AttributeError... on 2024-02-30
-            raise self.error(
-                node,
-                key,
-                "bad value (not a valid date, number or string; quote it to make it a string)",
-            ) from None
-
-    def mapping(self, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, Any]]:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, key, "must be a mapping of keys to values")
-        out: dict[str, tuple[yaml.Node, Any]] = {}
-        for knode, vnode in node.value:
-            if not isinstance(knode, yaml.ScalarNode):
-                raise self.error(knode, key, "keys must be plain strings")
-            name = str(knode.value)
-            if name in out:
-                raise self.error(knode, f"{key}.{name}" if key else name, "duplicate key")
-            out[name] = (knode, self.value(vnode, f"{key}.{name}" if key else name))
-        return out
 
 
 def _substitute(value: Any, used: dict[str, str | None]) -> Any:
@@ -228,7 +168,7 @@ def build_provider(
     name: str,
     raw: Mapping[str, tuple[yaml.Node | None, Any]],
     types: Mapping[str, ProviderType],
-    doc: _Doc,
+    doc: Doc,
     node: yaml.Node | None,
     used: dict[str, str | None],
 ) -> Provider:
@@ -389,7 +329,7 @@ def parse(text: str, path: str = "providers.yaml") -> Config:
     if len(text) > MAX_BYTES:
         raise ConfigError(f"is larger than {MAX_BYTES // 1024} KiB; refused", file=path)
     try:
-        loader = _Loader(text)  # checks for unprintable characters already
+        loader = Loader(text)  # checks for unprintable characters already
         loader.path = path
     except yaml.YAMLError as exc:
         raise ConfigError(
@@ -403,7 +343,7 @@ def parse(text: str, path: str = "providers.yaml") -> Config:
         loader.dispose()
 
 
-def _parse(loader: _Loader, path: str, types: Mapping[str, ProviderType]) -> Config:
+def _parse(loader: Loader, path: str, types: Mapping[str, ProviderType]) -> Config:
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -415,7 +355,7 @@ def _parse(loader: _Loader, path: str, types: Mapping[str, ProviderType]) -> Con
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML ({exc.__class__.__name__})", file=path) from None
-    doc = _Doc(path, loader)
+    doc = Doc(path, loader)
     config = Config(path=path, plugins=types)
     if root is None:
         raise ConfigError("is empty; it needs a `providers:` mapping", file=path)
@@ -452,9 +392,7 @@ def _parse(loader: _Loader, path: str, types: Mapping[str, ProviderType]) -> Con
             config.providers[name] = build_provider(name, raw, types, doc, knode, used)
         except ConfigError as exc:
             config.errors[name] = exc
-        leeway_vars = [
-            m.group(1) for m in ENV_RE.finditer(str(_raw_value(vnode, "refresh_leeway")))
-        ]
+        leeway_vars = [m.group(1) for m in ENV_RE.finditer(str(raw_value(vnode, "refresh_leeway")))]
         config.env_used.update({v: os.environ.get(v) for v in leeway_vars if v})
     if "default" in top:
         dnode, default = top["default"]
@@ -476,11 +414,3 @@ def _parse(loader: _Loader, path: str, types: Mapping[str, ProviderType]) -> Con
             )
         config.default = default or None
     return config
-
-
-def _raw_value(node: yaml.Node, key: str) -> str:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if getattr(k, "value", None) == key and isinstance(v, yaml.ScalarNode):
-                return str(v.value)
-    return ""
