@@ -244,11 +244,9 @@ def build_provider(
     return provider
 
 
-def load(explicit: str | None = None, *, write_cache: bool = False) -> Config:
-    """Find and load providers.yaml; file-level problems raise, provider problems wait for use.
-
-    `write_cache` (the CLI) refreshes the cached-token path's cache; the Python API writes nothing.
-    """
+def load(explicit: str | None = None) -> Config:
+    """Find and load providers.yaml (writing nothing); file-level problems raise, provider
+    problems wait for use."""
     found = paths.find_config(explicit)
     if found is None:
         where = [c for c, _ in paths.config_candidates(explicit)]
@@ -269,10 +267,6 @@ def load(explicit: str | None = None, *, write_cache: bool = False) -> Config:
     except UnicodeDecodeError:
         raise ConfigError("is not UTF-8 text", file=path) from None
     config = parse(text, path)
-    if write_cache:
-        from .cli import fastpath
-
-        fastpath.write_cache(config)
     return config
 
 

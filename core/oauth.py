@@ -231,19 +231,22 @@ def send(provider: Provider, request: TokenRequest, previous: Token | None) -> T
 
     redact.protect(provider.client_secret, *request.params.values())
     method = request.method.upper()
-    body = prepare_token_request(request.grant_type, **request.params)
-    url = request.url
-    if method == "GET":  # the parameters go in the query, as authlib's clients do
-        url, body = f"{url}{'&' if '?' in url else '?'}{body}", ""
-    headers = {
-        "Accept": "application/json",
-        "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
-        **request.headers,
-    }
-    auth = ClientAuth(provider.get("client_id"), provider.client_secret, request.auth)
-    url, headers, body = auth.prepare(method, url, headers, body)
-    log.debug("%s %s (grant_type=%s)", method, safe_url(url), request.grant_type)
     what = f"{provider.name}'s token endpoint ({safe_url(request.url)})"
+    # Building it can fail too (a plugin's client authentication, odd parameters): still a
+    # ProviderError that quotes no URL.
+    with transport.talking_to(request.url, provider.http_timeout):
+        body = prepare_token_request(request.grant_type, **request.params)
+        url = request.url
+        if method == "GET":  # the parameters go in the query, as authlib's clients do
+            url, body = f"{url}{'&' if '?' in url else '?'}{body}", ""
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
+            **request.headers,
+        }
+        auth = ClientAuth(provider.get("client_id"), provider.client_secret, request.auth)
+        url, headers, body = auth.prepare(method, url, headers, body)
+    log.debug("%s %s (grant_type=%s)", method, safe_url(url), request.grant_type)
     data = transport.request_json(
         method, url, what, timeout=provider.http_timeout, headers=headers, body=body
     )
@@ -381,7 +384,7 @@ def refresh(provider: Provider, token: Token) -> Token:
 
 
 def name_account(provider: Provider, token: Token, callback: Mapping[str, str]) -> Account:
-    """Return who the token belongs to: plugin hook, else id_token claims, else userinfo."""
+    """Return who the token belongs to: the type's account_for, else the id_token, else userinfo."""
     custom = provider.type.account_for
     account = custom(provider, token, callback) if custom is not None else None
     if account is not None:

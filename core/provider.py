@@ -133,20 +133,24 @@ class Provider:
             value = self.metadata.get(key)
         return default if value is None else value
 
+    def _number(self, key: str) -> float:
+        # Settings from providers.yaml already hold defaults; a Provider built in code may not.
+        return float(self.get(key, self.type.all_settings()[key].default))
+
     @property
     def http_timeout(self) -> float:
         """Return the seconds allowed per request to the provider."""
-        return float(self.get("http_timeout", BASE_SETTINGS["http_timeout"].default))
+        return self._number("http_timeout")
 
     @property
     def refresh_leeway(self) -> float:
         """Return how many seconds before expiry a token is refreshed."""
-        return float(self.get("refresh_leeway", BASE_SETTINGS["refresh_leeway"].default))
+        return self._number("refresh_leeway")
 
     @property
     def timeout(self) -> float:
         """Return the seconds a login waits for the redirect."""
-        return float(self.get("timeout", BASE_SETTINGS["timeout"].default))
+        return self._number("timeout")
 
     @property
     def client_secret(self) -> str | None:

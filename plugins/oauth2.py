@@ -9,6 +9,7 @@ import loopauth
 from loopauth.provider import ProviderType
 
 RESERVED_AUTH_PARAMS = ("state", "code_challenge", "code_challenge_method", "redirect_uri")
+RESERVED_TOKEN_PARAMS = ("grant_type", "code", "code_verifier", "redirect_uri", "refresh_token")
 
 
 def _validate(settings: Mapping[str, Any]) -> str | None:
@@ -20,9 +21,13 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
                 return f"{key}: is required unless `issuer` is set (for discovery)"
     if settings.get("supports_iss") and not settings.get("issuer"):
         return "supports_iss: needs `issuer`, the value the redirect's iss is compared with"
-    for key in RESERVED_AUTH_PARAMS:
-        if key in (settings.get("auth_params") or {}):
-            return f"auth_params: must not set {key!r}; loopauth sets it itself"
+    for setting, reserved in (
+        ("auth_params", RESERVED_AUTH_PARAMS),
+        ("token_params", RESERVED_TOKEN_PARAMS),
+    ):
+        for key in reserved:
+            if key in (settings.get(setting) or {}):
+                return f"{setting}: must not set {key!r}; loopauth sets it itself"
     if settings.get("token_endpoint_auth_method", "none") not in (
         "none",
         None,

@@ -336,3 +336,10 @@ def test_loading_from_python_writes_no_file(tmp_path: Path, isolated: Path) -> N
     assert not isolated.exists()  # no cache, no folder: reading a config is read-only
     assert cli("--config", str(cfg), "providers").returncode == 0
     assert (isolated / "cache").is_dir()  # the CLI keeps the cached-token path's cache
+
+
+def test_token_params_cannot_set_what_loopauth_sends(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "p.yaml", GOOD + "    token_params:\n      grant_type: x\n")
+    out = cli("--config", str(cfg), "token")
+    assert out.returncode == 2, out.stderr
+    assert "token_params: must not set 'grant_type'; loopauth sets it itself" in out.stderr

@@ -123,6 +123,8 @@ def test_trust_records_the_exact_content_and_a_change_needs_it_again(
     assert changed.returncode == 2 and changed.stdout == ""
     assert "has changed since you approved it" in changed.stderr
     assert cli("trust").returncode == 0 and cli("token").returncode == 0
+    wrong = cli("trust", "--config", str(cfg))  # would not say which file it approves
+    assert wrong.returncode == 2 and "--config does not apply" in wrong.stderr
     revoked = cli("trust", "--revoke")
     assert revoked.returncode == 0 and "approval withdrawn" in revoked.stderr
     assert cli("token").returncode == 2
@@ -274,6 +276,8 @@ def test_a_plugin_cannot_send_a_bound_refresh_token_elsewhere(
         finally:
             pm.unregister(name="elsewhere")
         assert other.log == []
+    plain = parse(f"providers:\n  e:\n    issuer: {emulator.url}\n    client_id: loopauth-demo\n")
+    assert api.refresh(plain.select("e")).access_token  # the refused refresh left it usable
 
 
 def test_a_relative_loopauth_config_needs_approval_like_the_current_folders(

@@ -43,12 +43,6 @@ def test_every_hook_and_provider_type_callable_has_a_test() -> None:
     assert not missing, missing
 
 
-def test_every_provider_type_callable_is_documented() -> None:
-    docs = (ROOT / "docs" / "plugins.md").read_text()
-    for name in CALLABLES:
-        assert f"### `ProviderType.{name}`" in docs, name
-
-
 class _Registry:
     """Registers whatever provider types a test puts in `types`, through the real hook."""
 
@@ -95,6 +89,13 @@ def log_in(provider: Provider) -> Flow:
     browse(url)
     flow.wait(10)
     return flow
+
+
+def test_a_types_defaults_are_its_providers_defaults() -> None:
+    from loopauth.plugins.tiktok_shop import TIKTOK_SHOP
+
+    bare = Provider("t", TIKTOK_SHOP, {})  # built in code: no providers.yaml defaults applied
+    assert (bare.refresh_leeway, bare.http_timeout, bare.timeout) == (86400.0, 30.0, 300.0)
 
 
 def test_type_derive(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
@@ -235,8 +236,21 @@ def test_hook_register_commands(tmp_path: Path) -> None:
 
 def test_hook_register_emulators(tmp_path: Path) -> None:
     from loopauth import plugin_manager
+    from loopauth.emulator import OAuthEmulator as Factory
 
     assert {"oauth2", "tiktok_shop"} <= set(plugin_manager.emulators())
+
+    class Clash:
+        @loopauth.hookimpl
+        def register_emulators(self, register: Callable[..., None]) -> None:
+            register("oauth2", Factory)
+
+    pm.register(Clash(), name="clash")
+    try:
+        with pytest.raises(ConfigError, match="both register the emulator 'oauth2'"):
+            plugin_manager.emulators()
+    finally:
+        pm.unregister(name="clash")
     import socket
 
     site = make_distribution(tmp_path / "site", module="hello_plugin", source=COMMANDS)

@@ -17,8 +17,11 @@ from .output import token_output, when, write_output
 
 def _config(args: argparse.Namespace) -> Any:
     from ..config import load
+    from .fastpath import write_cache
 
-    return load(args.config, write_cache=True)  # so the next `token` can skip all this
+    config = load(args.config)
+    write_cache(config)  # so that the next `token` can skip all of this
+    return config
 
 
 def _store() -> Any:
@@ -222,6 +225,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from ..config import parse, read_file
     from ..urls import host_of
 
+    if args.config:  # every command takes --config; here it would not say which file to approve
+        raise UsageError("trust approves FILE (default ./providers.yaml); --config does not apply")
     path = os.path.abspath(args.file)
     if args.revoke:
         done = trust.revoke(path)

@@ -152,7 +152,7 @@ def _try_token(argv: list[str]) -> int | None:
     from ..store import TokenStore
 
     token = TokenStore().find(provider, account)  # type: ignore[arg-type]
-    leeway = providers[provider].get("refresh_leeway", 60.0)
+    leeway = providers[provider]["refresh_leeway"]  # always written; a bad cache falls through
     if not token.is_fresh(float(leeway)):
         return None
     sys.stdout.write(token_output(token, as_json) + "\n")

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         metavar="SECONDS",
-        help="how long to wait for the redirect (default: the provider's, 300)",
+        help="how long to wait for the redirect (default: the provider's `timeout`)",
     )
     p.add_argument(
         "--output",

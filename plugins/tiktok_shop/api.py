@@ -16,7 +16,7 @@ from loopauth.provider import Provider
 from loopauth.token import Token
 from loopauth.transport import read_json
 
-from .auth import PLUGIN, SHOPS_PATH, TOKEN_HEADER, _ours, check_envelope
+from .auth import PLUGIN, SHOPS_PATH, TOKEN_HEADER, is_tiktok_shop, check_envelope
 
 if TYPE_CHECKING:
     import argparse
@@ -73,7 +73,7 @@ class TikTokShopAuth:
         from loopauth.store import TokenStore
 
         self.provider = resolve_provider(provider, config)
-        if not _ours(self.provider):
+        if not is_tiktok_shop(self.provider):
             raise loopauth.ConfigError(
                 f"{self.provider.name} uses plugin {self.provider.plugin}, not {PLUGIN}"
             )
@@ -234,6 +234,7 @@ def get_authorized_shops(
 
 
 def shops_command(args: argparse.Namespace) -> int:
+    """`loopauth shops`: the shops the stored token covers."""
     shops = get_authorized_shops(args.provider, account=args.account, config=args.config)
     if args.json:
         from loopauth.terminal import json_text

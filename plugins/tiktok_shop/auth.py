@@ -78,7 +78,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _ours(provider: Provider) -> bool:
+def is_tiktok_shop(provider: Provider) -> bool:
     return provider.plugin == PLUGIN
 
 
