@@ -16,7 +16,7 @@ from loopauth.provider import Provider
 from loopauth.token import Token
 from loopauth.transport import read_json
 
-from .auth import PLUGIN, SHOPS_PATH, TOKEN_HEADER, is_tiktok_shop, check_envelope
+from .auth import PLUGIN, SHOPS_PATH, TOKEN_HEADER, check_envelope, is_tiktok_shop
 
 if TYPE_CHECKING:
     import argparse

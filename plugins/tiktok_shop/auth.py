@@ -79,6 +79,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
 
 
 def is_tiktok_shop(provider: Provider) -> bool:
+    """Return True for a provider of this plugin's type."""
     return provider.plugin == PLUGIN
 
 
