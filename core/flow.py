@@ -18,6 +18,7 @@ from .listener import Listener
 from .provider import Provider
 from .store import TokenStore
 from .token import Token
+from .urls import origin, origin_text
 
 log = logging.getLogger("loopauth.flow")
 
@@ -247,7 +248,7 @@ class Flow:
                 log.warning(
                     "ignored a redirect naming another server (iss) than %s; still waiting. "
                     "If this provider really answers with that iss, set its `issuer:`",
-                    _origin_text(self.authorization_url or ""),
+                    origin_text(self.authorization_url or ""),
                 )
                 return 400, pages.notice(
                     "Unexpected request",
@@ -317,7 +318,7 @@ class Flow:
         """With no known issuer, an `iss` must name the authorization endpoint's origin."""
         if iss is None or self.provider.get("issuer"):
             return True  # a known issuer is checked, strictly, by _check_issuer
-        return _origin(iss) == _origin(self.authorization_url or "")
+        return origin(iss) == origin(self.authorization_url or "")
 
     def _check_issuer(self, params: dict[str, str]) -> None:
         """RFC 9207: a mismatched iss, or a missing one from a server that sends it, is a mix-up."""
@@ -337,25 +338,6 @@ class Flow:
                 f"{self.provider.name}: the redirect carried no iss although the "
                 "provider sends one (RFC 9207); login refused"
             )
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """Return (scheme, host, port) of a URL, the default port made explicit; None if invalid."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    return parts.scheme.lower(), parts.hostname.lower(), port
-
-
-def _origin_text(url: str) -> str:
-    origin = _origin(url)
-    return f"{origin[0]}://{origin[1]}:{origin[2]}" if origin else "the authorization server"
 
 
 def login(

@@ -60,3 +60,21 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     return urlunsplit((parts.scheme, host_of(url), parts.path, "", ""))
+
+
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """Return (scheme, host, port) of a URL, the default port made explicit; None if invalid."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def origin_text(url: str) -> str:
+    """Return a URL's origin for messages (scheme://host:port)."""
+    found = origin(url)
+    return f"{found[0]}://{found[1]}:{found[2]}" if found else "the authorization server"
