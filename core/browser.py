@@ -92,8 +92,7 @@ def _default_browser() -> str:
 def write_page(url: str) -> str:
     """Write a private page that forwards to `url`; return its path."""
     folder = launch_dir()
-    private.make_dirs(folder)
-    private.secure_dir(folder)  # ours, 0700, and never through a link someone planted
+    private.own_dir(folder)  # ours, 0700, and never through a link someone planted
     _sweep(folder)
     target = html.escape(url, quote=True)
     page = (

@@ -22,7 +22,7 @@ from .yamldoc import Doc, Loader, raw_value
 
 log = logging.getLogger("loopauth.config")
 
-MAX_BYTES = 1 << 20
+MAX_BYTES = paths.MAX_CONFIG_BYTES
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # always used with fullmatch
 ENV_RE = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 TOP_KEYS = ("default", "providers")
@@ -262,12 +262,16 @@ def load(explicit: str | None = None) -> Config:
     if origin == paths.CURRENT_FOLDER:
         require_trust(path, data)
     log.debug("using %s (from %s)", path, origin)
+    return parse_bytes(data, path)
+
+
+def parse_bytes(data: bytes, path: str) -> Config:
+    """Parse a providers.yaml as read from disk (UTF-8, with or without a BOM)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError("is not UTF-8 text", file=path) from None
-    config = parse(text, path)
-    return config
+    return parse(text, path)
 
 
 def read_file(path: str) -> bytes:
@@ -294,9 +298,8 @@ def require_trust(path: str, data: bytes) -> None:
 
     why = trust.file_problem(path)
     if why:
-        fix = f" (if that is yours alone: chmod go-w {shlex.quote(path)})" * ("writable" in why)
         raise ConfigError(
-            f"{why}{fix}, so loopauth never uses it from the current folder; "
+            f"{why}, so loopauth never uses it from the current folder; "
             "pass your own file with --config FILE",
             file=path,
         )

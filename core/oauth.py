@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import redact, transport
-from .errors import ProviderError
+from .errors import NoTokenError, ProviderError
 from .provider import Account, Provider, TokenRequest
 from .token import Token, is_token_text
 from .urls import check_url, host_of, safe_url
@@ -319,8 +319,6 @@ def check_binding(provider: Provider, token: Token, current: Mapping[str, str | 
     ]
     if not changed:
         return
-    from .errors import NoTokenError
-
     key = changed[-1]  # endpoints first: their hosts say most
     was, now = bound.get(key), current.get(key)
     # The host says it best; the whole URL (without query) when only the path changed.

@@ -6,6 +6,7 @@ import os
 import sys
 
 APP = "loopauth"
+MAX_CONFIG_BYTES = 1 << 20  # a providers.yaml is a few KiB; anything over this is refused unread
 
 
 def _home() -> str:

@@ -90,6 +90,12 @@ def make_dirs(path: str) -> None:
             os.chmod(folder, 0o700)
 
 
+def own_dir(path: str, *, follow: bool = False) -> None:
+    """Create one of loopauth's own folders if needed, and make sure it is private (0700)."""
+    make_dirs(path)
+    secure_dir(path, follow=follow)
+
+
 def secure_dir(path: str, *, follow: bool = False) -> None:
     """Make one of loopauth's own folders 0700; refuse another user's folder, or a link.
 
@@ -150,9 +156,17 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def read(path: str, limit: int, what: str = "") -> bytes:
-    """Read at most `limit` + 1 bytes of a file after checking it is private to this user."""
-    check(path, what)
+def read(path: str, limit: int, what: str = "", *, folder: bool = True) -> bytes:
+    """Read at most `limit` + 1 bytes of a file after checking it (and its `folder`) are private.
+
+    The file is opened without following links, so what was checked is what is read.
+    """
+    if folder:
+        check(path, what)
+    else:
+        why = problem(path)
+        if why:
+            raise refusal(path, why, what)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as f:

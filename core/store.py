@@ -51,12 +51,8 @@ class TokenStore:
         try:
             if not folder_checked:
                 self._check_folder(os.path.dirname(path))
-            why = private.problem(path)
-            if why:  # a token planted by another user would be printed and sent as ours
-                raise private.refusal(path, why, "token file")
-            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-            with os.fdopen(os.open(path, flags), "rb") as f:
-                data = f.read(MAX_TOKEN_FILE + 1)
+            # A token planted by another user would be printed and sent as ours.
+            data = private.read(path, MAX_TOKEN_FILE, "token file", folder=False)
             if len(data) > MAX_TOKEN_FILE:
                 raise ValueError("larger than 1 MiB")
             return Token.from_dict(json.loads(data))
@@ -151,11 +147,10 @@ class TokenStore:
         """Fail early (before a login spends its code) when tokens can't be stored."""
         folder = self.provider_dir(provider)
         try:
-            private.make_dirs(folder)
+            private.own_dir(folder)
             # Folders an older version (or a umask of 000) left open are closed again here.
             private.secure_dir(os.path.dirname(self.root), follow=True)
             private.secure_dir(self.root)
-            private.secure_dir(folder)
             if not os.access(folder, os.W_OK):
                 raise PermissionError(13, "permission denied")
         except OSError as exc:
@@ -193,8 +188,3 @@ class TokenStore:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
                     pass
-
-
-def write_private(path: str, data: bytes) -> None:
-    """Write `data` to `path` atomically as a 0600 file (kept for plugins; see private.write)."""
-    private.write(path, data)

@@ -55,9 +55,14 @@ def load() -> dict[str, str]:
 def file_problem(path: str) -> str | None:
     """Return why a providers.yaml may never be approved (another user's, or writable by others)."""
     try:
-        return private.problem(path)
+        why = private.problem(path)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
+    if why and "writable" in why:
+        import shlex  # off the cached-token path, which only needs the answer
+
+        why += f" (if that is yours alone: chmod go-w {shlex.quote(path)})"
+    return why
 
 
 def status(path: str, data: bytes) -> str:
@@ -88,8 +93,7 @@ def revoke(path: str) -> bool:
 
 def _update(change: Callable[[dict[str, str]], object]) -> None:
     home = paths.home()
-    private.make_dirs(home)
-    private.secure_dir(home, follow=True)
+    private.own_dir(home, follow=True)
     with private.lock(os.path.join(home, "trusted.lock"), timeout=30):
         files = load()
         change(files)

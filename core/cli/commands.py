@@ -222,7 +222,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 def cmd_trust(args: argparse.Namespace) -> int:
     """Approve (or, with --revoke, stop approving) a providers.yaml in the current folder."""
     from .. import trust
-    from ..config import parse, read_file
+    from ..config import parse_bytes, read_file
     from ..urls import host_of
 
     if args.config:  # every command takes --config; here it would not say which file to approve
@@ -236,14 +236,9 @@ def cmd_trust(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} does not exist")
     why = trust.file_problem(path)
     if why:
-        fix = f" (if it is yours alone, first run: chmod go-w {path})" * ("writable" in why)
-        raise UsageError(f"{path} {why}; loopauth never approves such a file{fix}")
+        raise UsageError(f"{path} {why}; loopauth never approves such a file")
     data = read_file(path)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-    config = parse(text, path)  # a broken file is refused before it is approved
+    config = parse_bytes(data, path)  # a broken file is refused before it is approved
     digest = trust.approve(path, data)
     print(f"Approved {path} (sha256 {digest[:16]}). Its providers send to:", file=sys.stderr)
     for name in config.names():

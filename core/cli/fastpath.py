@@ -46,16 +46,14 @@ def write_cache(config: Config) -> None:
             "broken": sorted(config.errors),
         }
         path = _cache_path(config.path)
-        private.make_dirs(os.path.dirname(path))
-        private.secure_dir(os.path.dirname(path))
+        private.own_dir(os.path.dirname(path))
         private.write(path, json.dumps(data).encode())
-    except (OSError, UnsafePath) as exc:
-        # The cache only saves time; the full loader works without it. An unsafe cache folder
-        # is worth a word: someone else may be trying to plant one.
-        if isinstance(exc, UnsafePath):
-            import logging
+    except OSError:
+        pass  # the cache only saves time; the full loader works without it
+    except UnsafePath as exc:  # worth a word: someone else may be trying to plant one
+        import logging
 
-            logging.getLogger("loopauth").warning("not caching providers.yaml: %s", exc)
+        logging.getLogger("loopauth").warning("not caching providers.yaml: %s", exc)
 
 
 def read_cache(config_path: str) -> dict[str, object] | None:
@@ -135,7 +133,7 @@ def _try_token(argv: list[str]) -> int | None:
         from .. import trust
 
         with open(config_path, "rb") as f:
-            if not trust.is_trusted(config_path, f.read((1 << 20) + 1)):
+            if not trust.is_trusted(config_path, f.read(paths.MAX_CONFIG_BYTES + 1)):
                 return None
     cache = read_cache(config_path)
     if cache is None:
