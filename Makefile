@@ -26,7 +26,7 @@ lint: $(VENV)/.test
 	$(PY) -m pytest tests/test_lint.py
 
 bench: $(VENV)/.test
-	$(PY) bench/token_startup.py
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .loopauth-demo build dist *.egg-info

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+from . import paths
 from .config import Config
 from .config import load as _load
-from .errors import NoTokenError
+from .errors import NoTokenError, ProviderError
 from .flow import login as _login
 from .provider import Provider
-from .store import TokenStore
+from .store import Store
 from .token import Token
 
 
@@ -16,11 +19,60 @@ def load_config(path: str | None = None) -> Config:
     return _load(path)
 
 
+# path -> (what the loaded config was keyed on, the config): a long-running program asking for
+# a token many times a second must not re-parse providers.yaml each time.
+_CONFIGS: dict[str, tuple[tuple[object, ...], Config]] = {}
+
+
+def cached_config(path: str | None = None) -> Config:
+    """Return providers.yaml as loaded, reloading it only when it (or what it uses) changed."""
+    found = paths.find_config(path)
+    if found is None:
+        return _load(path)  # raises the "not found" error
+    file, origin = found
+    try:
+        st = os.stat(file)
+    except OSError:
+        return _load(path)
+    if origin == paths.CURRENT_FOLDER:
+        # The user's approval is of these exact bytes: compare them, not times an owner can set.
+        from .config import read_file
+
+        stamp: tuple[object, ...] = (read_file(file), _trust_stamp())
+    else:
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+    cached = _CONFIGS.get(file)
+    if cached is not None and cached[0][0] == stamp:
+        config = cached[1]
+        if all(os.environ.get(k) == v for k, v in config.env_used.items()):
+            return config
+    config = _load(path)
+    _CONFIGS[file] = ((stamp,), config)
+    return config
+
+
+def _trust_stamp() -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(os.path.join(paths.home(), "trusted.json"))
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def resolve_provider(provider: str | Provider | None, config: str | None = None) -> Provider:
     """Return `provider` itself, or that provider (default: `default:`) from providers.yaml."""
     if isinstance(provider, Provider):
         return provider
-    return _load(config).select(provider)
+    return cached_config(config).select(provider)
+
+
+def store_for(provider: Provider, store: Store | None = None) -> Store:
+    """Return `store`, or the store the provider's `store:` setting names."""
+    if store is not None:
+        return store
+    from .stores import open_store
+
+    return open_store(provider)
 
 
 def login(
@@ -30,7 +82,7 @@ def login(
     config: str | None = None,
     timeout: float | None = None,
     open_browser: bool = True,
-    store: TokenStore | None = None,
+    store: Store | None = None,
 ) -> Token:
     """Log in through the system browser and return the stored token."""
     return _login(
@@ -47,10 +99,11 @@ def get_token(
     *,
     account: str | None = None,
     config: str | None = None,
-    store: TokenStore | None = None,
+    store: Store | None = None,
 ) -> Token:
     """Return the stored token, refreshed first when it is expired or about to expire."""
-    return ensure_fresh(resolve_provider(provider, config), account, store or TokenStore())
+    resolved = resolve_provider(provider, config)
+    return ensure_fresh(resolved, account, store_for(resolved, store))
 
 
 def refresh(
@@ -58,18 +111,17 @@ def refresh(
     *,
     account: str | None = None,
     config: str | None = None,
-    store: TokenStore | None = None,
+    store: Store | None = None,
 ) -> Token:
     """Refresh the stored token now and return the new one."""
-    return ensure_fresh(
-        resolve_provider(provider, config), account, store or TokenStore(), force=True
-    )
+    resolved = resolve_provider(provider, config)
+    return ensure_fresh(resolved, account, store_for(resolved, store), force=True)
 
 
 def ensure_fresh(
-    provider: Provider, account: str | None, store: TokenStore, force: bool = False
+    provider: Provider, account: str | None, store: Store, force: bool = False
 ) -> Token:
-    """Refresh under a cross-process lock, re-reading first: another process may have done it."""
+    """Refresh under the store's lock, re-reading first: another process may have done it."""
     token = store.find(provider.name, account)
     leeway = provider.refresh_leeway
     if not force and token.is_fresh(leeway):
@@ -77,25 +129,46 @@ def ensure_fresh(
             _bind_on_first_use(provider, token, store)
         return token
     with store.lock(provider.name, token.account):
-        token = store.find(provider.name, token.account_id or token.account)
+        token = store.read(provider.name, token.account)
         if not force and token.is_fresh(leeway):
             return token
-        if not token.can_refresh():
-            who = f" --account {token.account_label or token.account}" if token.account_id else ""
+        who = token.account_label or token.account
+        relogin = f"run: loopauth login {provider.name} --account {token.account}"
+        if token.dead:
             raise NoTokenError(
-                f"the token for {provider.name} ({token.account_label or token.account}) has "
-                f"expired and there is no usable refresh token; run: loopauth login "
-                f"{provider.name}{who}"
+                f"the refresh token for {provider.name} ({who}) was rejected by the provider "
+                f"({token.dead}); {relogin}"
+            )
+        if not token.can_refresh():
+            raise NoTokenError(
+                f"the token for {provider.name} ({who}) has expired and there is no usable "
+                f"refresh token; {relogin}"
             )
         from . import oauth
 
-        new = oauth.refresh(provider, token)  # only to whoever issued the token
+        try:
+            new = oauth.refresh(provider, token)  # only to whoever issued the token
+        except ProviderError as exc:
+            if not exc.grant_rejected:
+                raise
+            reason = exc.error or "invalid_grant"
+            if exc.description:
+                reason = f"{reason}: {exc.description}"
+            # Remembered, so that nobody asks the provider again with a token it called dead.
+            token.dead = reason[:200]
+            store.save(token)
+            hint = getattr(exc, "hint", None)  # a plugin's word on what the code means
+            raise NoTokenError(
+                f"{provider.name} rejected the refresh token of {who} ({token.dead})"
+                + (f"; {hint}" if hint else "")
+                + f"; {relogin}"
+            ) from None
         # Persist before use: a rotated refresh token is the only one that still works.
         store.save(new)
     return new
 
 
-def _bind_on_first_use(provider: Provider, token: Token, store: TokenStore) -> None:
+def _bind_on_first_use(provider: Provider, token: Token, store: Store) -> None:
     """Record who issued a token saved by an older version, from the settings alone."""
     import logging
 
@@ -104,7 +177,7 @@ def _bind_on_first_use(provider: Provider, token: Token, store: TokenStore) -> N
 
     try:
         with store.lock(provider.name, token.account):
-            latest = store.find(provider.name, token.account_id or token.account)
+            latest = store.read(provider.name, token.account)
             if not latest.bound_to:
                 # No network here: endpoints only discovery knows are bound at the next refresh.
                 latest.bound_to = oauth.binding(provider, network=False)

@@ -239,9 +239,67 @@ def build_provider(
             key, _, message = problem.partition(": ")
             knode = raw.get(key, (node, None))[0]
             raise doc.error(knode, f"{prefix}.{key}" if message else prefix, message or problem)
+    _check_store(name, raw, settings, doc, node)
     provider = Provider(name, ptype, settings)
     provider.secret_env = frozenset(secret_env)
     return provider
+
+
+def _check_store(
+    name: str,
+    raw: Mapping[str, tuple[yaml.Node | None, Any]],
+    settings: dict[str, Any],
+    doc: Doc,
+    node: yaml.Node | None,
+) -> None:
+    """Check `store:` names an installed store type and `store_options:` suit it (in place)."""
+    from .stores import store_types, type_for
+
+    prefix = f"providers.{name}"
+    url = str(settings.get("store") or "file")
+    snode = raw.get("store", (node, None))[0]
+    types = store_types()
+    stype = type_for(url, types)
+    if stype is None:
+        scheme, sep, _ = url.partition("://")
+        # Never the whole value: a URL can hold a password.
+        what = f"{scheme}://..." if sep else url
+        schemes = sorted({s + "://" for t in types.values() for s in t.schemes})
+        raise doc.error(
+            snode,
+            f"{prefix}.store",
+            f"unknown store {what!r}{'' if sep else _did_you_mean(url, list(types))}; "
+            f"installed: {', '.join(sorted(types))}"
+            + (f" (URLs: {', '.join(schemes)})" if schemes else ""),
+        )
+    options = {}
+    onode = raw.get("store_options", (node, None))[0]
+    for key, value in (settings.get("store_options") or {}).items():
+        setting = stype.settings.get(key)
+        if setting is None:
+            hint = _did_you_mean(key, list(stype.settings))
+            known = ", ".join(sorted(stype.settings)) or "none"
+            raise doc.error(
+                onode,
+                f"{prefix}.store_options.{key}",
+                f"unknown option for the {stype.name} store{hint}; it takes: {known}",
+            )
+        try:
+            options[key] = convert(setting.kind, value, setting)
+        except ValueError as exc:
+            message = "has the wrong type" if setting.secret else str(exc)
+            raise doc.error(onode, f"{prefix}.store_options.{key}", message) from None
+    for key, setting in stype.settings.items():
+        if key not in options and setting.default is not None:
+            options[key] = setting.default
+    if stype.validate is not None:
+        problem = stype.validate(url, options)
+        if problem:
+            key, _, message = problem.partition(": ")
+            if key.startswith("store_options.") and message:
+                raise doc.error(onode, f"{prefix}.{key}", message)
+            raise doc.error(snode, f"{prefix}.store", problem)
+    settings["store"], settings["store_options"] = url, options
 
 
 def load(explicit: str | None = None) -> Config:

@@ -65,9 +65,16 @@ class ProviderError(LoopauthError):
     exit_code = 5
 
     def __init__(
-        self, message: str, *, error: str | None = None, description: str | None = None
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        description: str | None = None,
+        grant_rejected: bool | None = None,
     ) -> None:
         self.error, self.description = error, description
+        # The refresh token (or code) is dead for good: only a new login helps (RFC 6749 §5.2).
+        self.grant_rejected = error == "invalid_grant" if grant_rejected is None else grant_rejected
         # The provider's JSON answer, when there was one (Chilkat's AccessTokenResponse on error).
         self.response: dict[str, object] | None = None
         super().__init__(message)

@@ -16,7 +16,7 @@ from . import oauth, pages
 from .errors import AccessDenied, FlowCancelled, FlowTimeout, LoopauthError, ProviderError
 from .listener import Listener
 from .provider import Provider
-from .store import TokenStore
+from .store import Store
 from .token import Token
 from .urls import origin, origin_text
 
@@ -45,11 +45,15 @@ class Flow:
     """One authorization-code login through the system browser and a loopback listener."""
 
     def __init__(
-        self, provider: Provider, *, account: str | None = None, store: TokenStore | None = None
+        self, provider: Provider, *, account: str | None = None, store: Store | None = None
     ) -> None:
         self.provider = provider
         self.account = account
-        self.store = store if store is not None else TokenStore()
+        if store is None:
+            from .stores import open_store
+
+            store = open_store(provider)
+        self.store = store
         self.state = State.IDLE
         self.failure: str | None = None
         self.error: LoopauthError | None = None
@@ -346,7 +350,7 @@ def login(
     account: str | None = None,
     timeout: float | None = None,
     open_browser: bool = True,
-    store: TokenStore | None = None,
+    store: Store | None = None,
     on_url: Callable[[str, bool], None] | None = None,
 ) -> Token:
     """Run a whole login and return the stored token (raises on denial, timeout or failure)."""

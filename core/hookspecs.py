@@ -1,7 +1,7 @@
 """The hooks a loopauth plugin can implement; `@loopauth.hookimpl` marks an implementation.
 
 Every hook registers things: provider types (whose own callables carry the behaviour that
-differs from the standard), emulators and commands. loopauth calls them by keyword.
+differs from the standard), emulators, commands and token stores. loopauth calls them by keyword.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .command import Command
     from .emulator import EmulatorServer
     from .provider import ProviderType
+    from .stores import StoreType
 
 hookspec = pluggy.HookspecMarker("loopauth")
 hookimpl = pluggy.HookimplMarker("loopauth")
@@ -33,3 +34,8 @@ def register_emulators(register: Callable[[str, Callable[..., EmulatorServer]], 
 @hookspec
 def register_commands(register: Callable[[Command], None]) -> None:
     """Add `loopauth` commands: register(Command(name, help, run, configure))."""
+
+
+@hookspec
+def register_stores(register: Callable[[StoreType], None]) -> None:
+    """Register token stores; `store:` in providers.yaml selects one by name or URL scheme."""

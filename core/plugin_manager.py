@@ -18,12 +18,19 @@ if TYPE_CHECKING:
     from .command import Command
     from .emulator import EmulatorServer
     from .provider import ProviderType
+    from .stores import StoreType
 
 log = logging.getLogger("loopauth.plugins")
 
 ENTRY_POINT_GROUP = "loopauth"
 # Built-in plugins, registered through the same call as third-party ones.
-DEFAULT_PLUGINS = ("loopauth.plugins.oauth2", "loopauth.plugins.tiktok_shop")
+DEFAULT_PLUGINS = (
+    "loopauth.plugins.oauth2",
+    "loopauth.plugins.tiktok_shop",
+    "loopauth.plugins.file_store",
+    "loopauth.plugins.keyring_store",
+    "loopauth.plugins.redis_store",
+)
 
 
 @dataclass(frozen=True)
@@ -132,3 +139,8 @@ def emulators() -> dict[str, Callable[..., EmulatorServer]]:
     """Return every registered emulator factory by name; a duplicate name is an error."""
     pairs = _collect("register_emulators", lambda pair: pair[0], "emulator")
     return {name: factory for name, (_, factory) in pairs.items()}
+
+
+def store_types() -> dict[str, StoreType]:
+    """Return every registered store type by name; a duplicate name is an error."""
+    return _collect("register_stores", lambda t: t.name, "store type")

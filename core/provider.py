@@ -38,6 +38,9 @@ BASE_SETTINGS: dict[str, Setting] = {
     "token_endpoint": Setting("url", help="token endpoint URL"),
     "refresh_endpoint": Setting("url", help="refresh endpoint URL (default: token_endpoint)"),
     "userinfo_endpoint": Setting("url", help="userinfo endpoint, used to name the account"),
+    "revocation_endpoint": Setting(
+        "url", help="RFC 7009 revocation endpoint, used by `logout` (default: from discovery)"
+    ),
     "scope": Setting("scope", default=[], help="scopes to request (string or list)"),
     "auth_params": Setting("map", default={}, help="extra authorization URL parameters"),
     "token_params": Setting(
@@ -64,6 +67,14 @@ BASE_SETTINGS: dict[str, Setting] = {
         "float", default=300.0, positive=True, help="seconds to wait for the redirect"
     ),
     "refresh_leeway": Setting("float", default=60.0, help="refresh this many seconds early"),
+    "store": Setting(
+        default="file",
+        secret=True,  # a URL may carry a password
+        help="where tokens are kept: file (default), keyring, redis://host:port/db, rediss://...",
+    ),
+    "store_options": Setting(
+        "map", default={}, secret=True, help="the store's options (prefix, encryption_key...)"
+    ),
     "http_timeout": Setting(
         "float", default=30.0, positive=True, help="seconds per request to the provider"
     ),

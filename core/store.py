@@ -1,10 +1,15 @@
-"""Token files: one per provider and account, 0600 in 0700 directories, replaced atomically."""
+"""Where tokens live: the Store interface every store plugin implements, and the file store.
+
+A store keeps one token per provider and account id, a small index (account id -> label) so
+that a label or "the only one" is found without reading every token, a default account per
+provider, and a lock per account that every process (or machine) sharing the store honours.
+The file store is on the cached-token path, so this module imports nothing slow at the top.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 
 from . import paths, private
 from .errors import NoTokenError, StoreError, StoreWriteError, UsageError
@@ -12,28 +17,206 @@ from .token import Token
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # kept off the cached-token path, which only reads
+    from collections.abc import Iterable, Iterator
+    from contextlib import AbstractContextManager
+    from typing import Any
+
     from filelock import BaseFileLock
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _file_stem(account_id: str) -> str:
-    import hashlib
-
-    # Readable prefix for people, hash so case-insensitive file systems and odd ids stay distinct.
-    slug = _UNSAFE.sub("_", account_id).strip("._")[:40] or "account"
-    return f"{slug}-{hashlib.sha256(account_id.encode()).hexdigest()[:10]}"
-
-
 MAX_TOKEN_FILE = 1 << 20
+SHOWN_ACCOUNTS = 10  # an error lists this many accounts, then "and N more"
 
 
-class TokenStore:
-    """Stored tokens under `<home>/tokens/<provider>/`."""
+class Entry:
+    """One stored account as `status` shows it: its token, or why it can't be read."""
+
+    __slots__ = ("account_id", "problem", "token")
+
+    def __init__(self, account_id: str, token: Token | None, problem: str | None = None) -> None:
+        self.account_id, self.token, self.problem = account_id, token, problem
+
+    def __repr__(self) -> str:
+        return f"Entry({self.account_id!r}, {self.token!r}, {self.problem!r})"
+
+
+class Store:
+    """Tokens by provider and account id; subclasses implement the storage primitives."""
+
+    kind = "store"
+
+    # -- primitives ---------------------------------------------------------------------------
+
+    def read(self, provider: str, account_id: str) -> Token:
+        """Return one account's token; NoTokenError when absent, StoreError when damaged."""
+        raise NotImplementedError
+
+    def write(self, token: Token) -> str:
+        """Store a token (replacing the account's previous one whole) and say where."""
+        raise NotImplementedError
+
+    def remove(self, provider: str, account_id: str) -> bool:
+        """Remove one account's token, damaged or not; return False when it was not there."""
+        raise NotImplementedError
+
+    def accounts(self, provider: str) -> dict[str, str | None]:
+        """Return the index: every stored account id of a provider with its label."""
+        raise NotImplementedError
+
+    def entries(self, provider: str) -> Iterator[Entry]:
+        """Yield every stored account, one at a time (memory stays bounded), damaged ones too."""
+        raise NotImplementedError
+
+    def providers(self) -> list[str]:
+        """Return the providers that have stored accounts."""
+        raise NotImplementedError
+
+    def lock(self, provider: str, account_id: str) -> AbstractContextManager[object]:
+        """Return the lock every process sharing this store takes before refreshing."""
+        raise NotImplementedError
+
+    def get_default(self, provider: str) -> str | None:
+        """Return the provider's default account id (set by `loopauth switch`), if any."""
+        raise NotImplementedError
+
+    def set_default(self, provider: str, account_id: str | None) -> None:
+        """Make `account_id` the provider's default account (None: no default)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Return where tokens are kept, for people (never a password)."""
+        return self.kind
+
+    def check_writable(self, provider: str) -> None:
+        """Fail early (before a login spends its code) when tokens can't be stored."""
+
+    def write_many(self, tokens: Iterable[Token]) -> int:
+        """Store many tokens; stores with an index override this to update it once."""
+        count = 0
+        for token in tokens:
+            self.write(token)
+            count += 1
+        return count
+
+    # -- what everything else uses ---------------------------------------------------------------
+
+    def save(self, token: Token) -> str:
+        """Store a token and return where it went."""
+        if not token.provider:
+            raise ValueError("a token needs its provider before it is stored")
+        return self.write(token)
+
+    def save_many(self, tokens: Iterable[Token]) -> int:
+        """Store many tokens at once (an import); return how many."""
+        return self.write_many(tokens)
+
+    def delete(self, token: Token) -> bool:
+        """Remove a stored token; return False when it was not there."""
+        return self.remove(token.provider, token.account)
+
+    def list(self, provider: str | None = None) -> list[Token]:
+        """Return the readable stored tokens of one provider (or of all)."""
+        names = [provider] if provider is not None else self.providers()
+        return [e.token for name in names for e in self.entries(name) if e.token is not None]
+
+    def find(self, provider: str, account: str | None = None) -> Token:
+        """Return the token of `account` (id or label), else the default or the only one."""
+        if account is not None:
+            try:  # an id opens its own file; only a label needs the index
+                return self.read(provider, account)
+            except NoTokenError:
+                return self.read(provider, self._by_label(provider, account))
+        account_id = self._default_or_only(provider)
+        try:
+            return self.read(provider, account_id)
+        except NoTokenError:
+            if self.get_default(provider) == account_id:
+                raise NoTokenError(
+                    f"the default account {account_id!r} of {provider} is no longer stored; "
+                    f"run: loopauth switch {provider} ACCOUNT, or loopauth login {provider}"
+                ) from None
+            raise
+
+    def resolve(self, provider: str, account: str | None) -> str:
+        """Return the account id `account` names (id, label, or None: the default or only one).
+
+        A damaged token's account still resolves, so that logout can remove it.
+        """
+        if account is None:
+            return self._default_or_only(provider)
+        try:
+            self.read(provider, account)
+        except NoTokenError:
+            return self._by_label(provider, account)
+        except StoreError:
+            pass
+        return account
+
+    def _by_label(self, provider: str, account: str) -> str:
+        index = self.accounts(provider)
+        if account in index:  # indexed, but its file is gone: read() says so
+            return account
+        folded = account.casefold()
+        matches = [i for i, label in index.items() if (label or "").casefold() == folded]
+        if len(matches) > 1:
+            raise UsageError(
+                f"several accounts of {provider} are labelled {account!r}; "
+                f"use the account id instead: {', '.join(sorted(matches))}"
+            )
+        if not matches:
+            raise NoTokenError(
+                f"no stored token for account {account!r} of {provider}"
+                f"{self._listing(provider, index)}; run: loopauth login {provider} "
+                f"--account {account}"
+            )
+        return matches[0]
+
+    def _default_or_only(self, provider: str) -> str:
+        default = self.get_default(provider)
+        if default is not None:
+            return default
+        index = self.accounts(provider)
+        if not index:
+            raise NoTokenError(f"no stored token for {provider}; run: loopauth login {provider}")
+        if len(index) > 1:
+            raise UsageError(
+                f"{provider} has {len(index):,} accounts{self._listing(provider, index)}; "
+                f"choose one with --account, or set a default: loopauth switch {provider} ACCOUNT"
+            )
+        return next(iter(index))
+
+    def switch(self, provider: str, account: str) -> str:
+        """Make the account named by `account` (id or label) the default; return its id."""
+        account_id = self.resolve(provider, account)
+        self.read(provider, account_id)  # a damaged or vanished one can't be the default
+        self.set_default(provider, account_id)
+        return account_id
+
+    @staticmethod
+    def _listing(provider: str, index: dict[str, str | None]) -> str:
+        shown = [
+            f"{i} ({label})" if label and label != i else i
+            for i, label in sorted(index.items())[:SHOWN_ACCOUNTS]
+        ]
+        more = len(index) - len(shown)
+        tail = f" and {more:,} more (loopauth status {provider})" if more > 0 else ""
+        return f" (stored: {', '.join(shown)}{tail})" if shown else " (none stored)"
+
+
+# One lock object per file and process: re-entrant, so the fast path can hold an account's lock
+# while the full CLI (a new TokenStore) refreshes under it.
+_LOCKS: dict[str, BaseFileLock] = {}
+INDEX = ".index"
+DEFAULT = ".default"
+
+
+class TokenStore(Store):
+    """The file store: `<home>/tokens/<provider>/<account>.json`, 0600 in 0700 folders."""
+
+    kind = "file"
 
     def __init__(self, home: str | None = None) -> None:
         self.root = os.path.join(home or paths.home(), "tokens")
-        self._locks: dict[str, BaseFileLock] = {}
+        self._checked: set[str] = set()
 
     def __repr__(self) -> str:
         return f"TokenStore({self.root!r})"
@@ -44,13 +227,25 @@ class TokenStore:
 
     def path_for(self, provider: str, account_id: str) -> str:
         """Return the token file of one account."""
-        return os.path.join(self.provider_dir(provider), _file_stem(account_id) + ".json")
+        return os.path.join(self.provider_dir(provider), file_stem(account_id) + ".json")
 
-    def read(self, path: str, *, folder_checked: bool = False) -> Token:
+    # -- reading ----------------------------------------------------------------------------------
+
+    def read(self, provider: str, account_id: str) -> Token:
+        """Return one account's token, opening only its own file."""
+        path = self.path_for(provider, account_id)
+        try:
+            return self.read_file(path)
+        except FileNotFoundError:
+            raise NoTokenError(
+                f"no stored token for account {account_id!r} of {provider}; "
+                f"run: loopauth login {provider} --account {account_id}"
+            ) from None
+
+    def read_file(self, path: str) -> Token:
         """Read one token file; a damaged file is an error that names it, a planted one too."""
         try:
-            if not folder_checked:
-                self._check_folder(os.path.dirname(path))
+            self._check_folder(os.path.dirname(path))
             # A token planted by another user would be printed and sent as ours.
             data = private.read(path, MAX_TOKEN_FILE, "token file", folder=False)
             if len(data) > MAX_TOKEN_FILE:
@@ -59,93 +254,153 @@ class TokenStore:
         except FileNotFoundError:
             raise
         except (OSError, ValueError, RecursionError) as exc:
-            why = (
-                str(exc)
-                if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError)
-                else type(exc).__name__
-            )
             raise StoreError(
-                f"token file {path} is damaged or unreadable ({why}); log in again to replace it"
+                f"token file {path} is damaged or unreadable ({_why(exc)}); "
+                "log in again to replace it, or remove it with logout --account"
             ) from None
 
-    def list(self, provider: str | None = None) -> list[Token]:
-        """Return the stored tokens of one provider (or of all), skipping none silently."""
-        if provider is None:
-            try:
-                names = sorted(os.listdir(self.root))
-            except FileNotFoundError:
-                return []
-            return [t for name in names for t in self.list(name)]
+    def accounts(self, provider: str) -> dict[str, str | None]:
+        """Return the index, rebuilding it from the token files when it is missing or damaged."""
+        folder = self.provider_dir(provider)
+        index = self._read_json(os.path.join(folder, INDEX))
+        accounts = index.get("accounts") if index else None
+        if isinstance(accounts, dict) and all(
+            isinstance(k, str) and isinstance(v, str | None) for k, v in accounts.items()
+        ):
+            return accounts
+        if not os.path.isdir(folder):
+            return {}
+        with self._index_lock(provider):
+            return self._rebuild_index(provider)
+
+    def entries(self, provider: str) -> Iterator[Entry]:
+        """Yield every token file of a provider (sorted by file name), damaged ones included."""
         folder = self.provider_dir(provider)
         try:
-            files = sorted(f for f in os.listdir(folder) if f.endswith(".json") and f[0] != ".")
+            names = sorted(
+                f for f in os.listdir(folder) if f.endswith(".json") and not f.startswith(".")
+            )
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return
         self._check_folder(folder)
-        tokens = []
-        for name in files:
+        index: dict[str, str | None] | None = None
+        for name in names:
+            path = os.path.join(folder, name)
             try:
-                tokens.append(self.read(os.path.join(folder, name), folder_checked=True))
+                token = self.read_file(path)
             except FileNotFoundError:  # logged out by another process meanwhile
                 continue
-        return tokens
+            except StoreError as exc:
+                if index is None:  # only for damaged files: the index knows their account id
+                    index = self.accounts(provider)
+                stem = name[: -len(".json")]
+                account_id = next((i for i in index if file_stem(i) == stem), stem)
+                yield Entry(account_id, None, str(exc))
+                continue
+            yield Entry(token.account, token)
 
-    def find(self, provider: str, account: str | None = None) -> Token:
-        """Return the token of `account` (id or label), or the only one stored."""
-        tokens = self.list(provider)
-        if account is not None:
-            matches = [t for t in tokens if t.account_id == account] or [
-                t for t in tokens if (t.account_label or "").casefold() == account.casefold()
-            ]
-            if not matches:
-                raise NoTokenError(
-                    f"no stored token for account {account!r} of {provider}; "
-                    f"run: loopauth login {provider} --account {account}"
-                )
-            if len(matches) > 1:
-                raise UsageError(
-                    f"several accounts of {provider} are labelled {account!r}; "
-                    "use the account id instead"
-                )
-            return matches[0]
-        if not tokens:
-            raise NoTokenError(f"no stored token for {provider}; run: loopauth login {provider}")
-        if len(tokens) > 1:
-            names = ", ".join(t.account_label or t.account for t in tokens)
-            raise UsageError(
-                f"{provider} has several accounts ({names}); choose one with --account"
-            )
-        return tokens[0]
+    def providers(self) -> list[str]:
+        """Return the providers with a tokens folder."""
+        try:
+            return sorted(n for n in os.listdir(self.root) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def get_default(self, provider: str) -> str | None:
+        """Return the default account id recorded by `loopauth switch`."""
+        data = self._read_json(os.path.join(self.provider_dir(provider), DEFAULT))
+        value = data.get("account_id") if data else None
+        return value if isinstance(value, str) else None
+
+    # -- writing ----------------------------------------------------------------------------------
 
     def lock(self, provider: str, account_id: str) -> BaseFileLock:
         """Return the cross-process lock guarding one account's token (re-entrant in-process)."""
         path = self.path_for(provider, account_id)[: -len(".json")] + ".lock"
-        if path not in self._locks:
+        if path not in _LOCKS:
             self.check_writable(provider)
-            self._locks[path] = private.lock(path, timeout=120)
-        return self._locks[path]
+            _LOCKS[path] = private.lock(path, timeout=120)
+        return _LOCKS[path]
 
-    def save(self, token: Token) -> str:
-        """Write a token atomically (temp file + os.replace) and return its path."""
-        if not token.provider:
-            raise ValueError("a token needs its provider before it is stored")
+    def _index_lock(self, provider: str) -> BaseFileLock:
+        path = os.path.join(self.provider_dir(provider), ".index.lock")
+        if path not in _LOCKS:
+            self.check_writable(provider)
+            _LOCKS[path] = private.lock(path, timeout=120)
+        return _LOCKS[path]
+
+    def write(self, token: Token) -> str:
+        """Write a token atomically (temp file + os.replace), indexing a new account first."""
         path = self.path_for(token.provider, token.account)
         # Key order kept: `raw` is the provider's response as received (the seed's file shape).
         data = json.dumps(token.to_dict(), indent=2).encode()
         try:
             with self.lock(token.provider, token.account):
+                if self._needs_indexing(path, token):
+                    # Index first: a crash in between leaves an entry whose file is missing,
+                    # which readers skip, rather than an account nobody can find by label.
+                    self._update_index(token.provider, {token.account: token.account_label})
                 self._sweep(os.path.dirname(path), os.path.basename(path))
                 private.write(path, data)
         except OSError as exc:
-            raise StoreWriteError(
-                f"cannot save the token to {path}: {exc.strerror or exc}; "
-                "the previous token file (if any) is unchanged"
-            ) from None
+            raise _write_error(path, exc) from None
         return path
+
+    def write_many(self, tokens: Iterable[Token]) -> int:
+        """Write many tokens, then update each provider's index once (10,000 stay cheap)."""
+        added: dict[str, dict[str, str | None]] = {}
+        count = 0
+        for token in tokens:
+            if not token.provider:
+                raise ValueError("a token needs its provider before it is stored")
+            path = self.path_for(token.provider, token.account)
+            try:
+                with self.lock(token.provider, token.account):
+                    private.write(path, json.dumps(token.to_dict(), indent=2).encode())
+            except OSError as exc:
+                raise _write_error(path, exc) from None
+            finally:
+                _LOCKS.pop(path[: -len(".json")] + ".lock", None)  # 10,000 open locks: no
+            added.setdefault(token.provider, {})[token.account] = token.account_label
+            count += 1
+        for provider, entries in added.items():
+            self._update_index(provider, entries)
+        return count
+
+    def remove(self, provider: str, account_id: str) -> bool:
+        """Delete one account's token file and its index entry (and the default, if it was)."""
+        path = self.path_for(provider, account_id)
+        with self.lock(provider, account_id):
+            try:
+                os.unlink(path)
+                found = True
+            except FileNotFoundError:
+                found = False
+            except OSError as exc:
+                raise StoreWriteError(f"cannot delete {path}: {exc.strerror or exc}") from None
+        self._update_index(provider, {}, removed=account_id)
+        if self.get_default(provider) == account_id:
+            self.set_default(provider, None)
+        return found
+
+    def set_default(self, provider: str, account_id: str | None) -> None:
+        """Record the default account in `.default` (removed for None)."""
+        path = os.path.join(self.provider_dir(provider), DEFAULT)
+        self.check_writable(provider)
+        try:
+            if account_id is None:
+                if os.path.lexists(path):
+                    os.unlink(path)
+            else:
+                private.write(path, json.dumps({"account_id": account_id}).encode())
+        except OSError as exc:
+            raise _write_error(path, exc) from None
 
     def check_writable(self, provider: str) -> None:
         """Fail early (before a login spends its code) when tokens can't be stored."""
         folder = self.provider_dir(provider)
+        if folder in self._checked:
+            return
         try:
             private.own_dir(folder)
             # Folders an older version (or a umask of 000) left open are closed again here.
@@ -157,21 +412,75 @@ class TokenStore:
             raise StoreWriteError(
                 f"cannot store tokens in {folder}: {exc.strerror or exc}; check LOOPAUTH_HOME"
             ) from None
+        self._checked.add(folder)
 
-    def delete(self, token: Token) -> bool:
-        """Remove a stored token; return False when it was not there."""
-        path = self.path_for(token.provider, token.account)
-        with self.lock(token.provider, token.account):
+    # -- the index --------------------------------------------------------------------------------
+
+    def _needs_indexing(self, path: str, token: Token) -> bool:
+        """Return True unless the account is already stored under the same label."""
+        try:
+            previous = self.read_file(path)
+        except (FileNotFoundError, StoreError):
+            return True
+        return previous.account_label != token.account_label
+
+    def _update_index(
+        self, provider: str, entries: dict[str, str | None], removed: str | None = None
+    ) -> None:
+        path = os.path.join(self.provider_dir(provider), INDEX)
+        try:
+            with self._index_lock(provider):
+                data = self._read_json(path)
+                accounts = data.get("accounts") if data else None
+                if not isinstance(accounts, dict):
+                    accounts = self._rebuild_index(provider)
+                accounts.update(entries)
+                if removed is not None:
+                    accounts.pop(removed, None)
+                private.write(path, _index_bytes(accounts))
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+
+    def _rebuild_index(self, provider: str) -> dict[str, str | None]:
+        """Index every readable token file (an older version kept no index); caller locks."""
+        accounts: dict[str, str | None] = {}
+        for entry in self.entries_without_index(provider):
+            accounts[entry.account_id] = entry.token.account_label if entry.token else None
+        try:
+            self.check_writable(provider)
+            private.write(os.path.join(self.provider_dir(provider), INDEX), _index_bytes(accounts))
+        except (OSError, StoreError):  # a read-only store still answers, just slower
+            pass
+        return accounts
+
+    def entries_without_index(self, provider: str) -> Iterator[Entry]:
+        """Yield the readable token files of a provider, without consulting the index."""
+        folder = self.provider_dir(provider)
+        try:
+            names = sorted(
+                f for f in os.listdir(folder) if f.endswith(".json") and not f.startswith(".")
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
             try:
-                os.unlink(path)
-            except FileNotFoundError:
-                return False
-            except OSError as exc:
-                raise StoreWriteError(f"cannot delete {path}: {exc.strerror or exc}") from None
-        return True
+                token = self.read_file(os.path.join(folder, name))
+            except (FileNotFoundError, StoreError):
+                continue
+            yield Entry(token.account, token)
 
-    @staticmethod
-    def _check_folder(folder: str) -> None:
+    def _read_json(self, path: str) -> dict[str, object] | None:
+        """Read one of the store's own small JSON files; None when absent or not ours."""
+        try:
+            self._check_folder(os.path.dirname(path))
+            data = json.loads(private.read(path, 64 << 20, folder=False))
+        except (OSError, ValueError, RecursionError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _check_folder(self, folder: str) -> None:
+        if folder in self._checked:
+            return
         try:
             why = private.problem(folder)
         except FileNotFoundError:
@@ -188,3 +497,55 @@ class TokenStore:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
                     pass
+
+
+FileStore = TokenStore
+
+
+SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def file_stem(account_id: str) -> str:
+    """Return an account's file name: a readable slug, and a hash that keeps odd ids apart."""
+    # Each run of other characters becomes one "_"; no `re` (and no OpenSSL-backed hashlib):
+    # this is on the cached-token path, where their imports cost more than the rest.
+    slug: list[str] = []
+    in_run = False
+    for char in account_id:
+        if char in SAFE:
+            slug.append(char)
+        elif not in_run:
+            slug.append("_")
+        in_run = char not in SAFE
+    text = "".join(slug).strip("._")[:40] or "account"
+    # The hash keeps ids distinct on case-insensitive file systems and after slugging.
+    return f"{text}-{_sha256(account_id.encode()).hexdigest()[:10]}"
+
+
+def _sha256(data: bytes) -> Any:
+    # The built-in implementation (_sha2 on 3.12+, _sha256 before): hashlib loads OpenSSL first.
+    for name in ("_sha2", "_sha256"):
+        try:
+            return __import__(name).sha256(data)
+        except ImportError:
+            continue
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
+def _index_bytes(accounts: dict[str, str | None]) -> bytes:
+    return json.dumps({"version": 1, "accounts": accounts}, separators=(",", ":")).encode()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError):
+        return str(exc)
+    return type(exc).__name__
+
+
+def _write_error(path: str, exc: OSError) -> StoreWriteError:
+    return StoreWriteError(
+        f"cannot save the token to {path}: {exc.strerror or exc}; "
+        "the previous token file (if any) is unchanged"
+    )

@@ -19,6 +19,7 @@ class Token:
         "account_id",
         "account_label",
         "bound_to",
+        "dead",
         "expires_at",
         "extra",
         "obtained_at",
@@ -46,6 +47,7 @@ class Token:
         extra: dict[str, Any] | None = None,
         obtained_at: float | None = None,
         bound_to: dict[str, str | None] | None = None,
+        dead: str | None = None,
     ) -> None:
         self.access_token = access_token
         self.provider = provider
@@ -61,6 +63,8 @@ class Token:
         self.obtained_at = time.time() if obtained_at is None else obtained_at
         # Who issued it (token and refresh endpoints, issuer, client id): refresh goes only there.
         self.bound_to = dict(bound_to or {})
+        # Why the provider rejected the refresh token (invalid_grant...): only a login helps.
+        self.dead = dead
 
     def __repr__(self) -> str:
         # Never the token values: reprs end up in logs and tracebacks.
@@ -88,13 +92,19 @@ class Token:
         return self.expires_at - (time.time() if now is None else now)
 
     def is_fresh(self, leeway: float = 60.0, now: float | None = None) -> bool:
-        """Return True when the access token is usable for at least `leeway` more seconds."""
+        """Return True when the access token is usable for `leeway` more seconds (at most half
+        its lifetime: a 3 s token is not refreshed on every call because of a 60 s leeway)."""
         left = self.expires_in(now)
-        return left is None or left > leeway
+        if left is None:
+            return True
+        lifetime = (self.expires_at or 0) - self.obtained_at
+        if lifetime > 0:
+            leeway = min(leeway, lifetime / 2)
+        return left > leeway
 
     def can_refresh(self, now: float | None = None) -> bool:
         """Return True when a refresh token is stored and not known to be expired."""
-        if not self.refresh_token:
+        if not self.refresh_token or self.dead:
             return False
         if self.refresh_expires_at is None:
             return True
@@ -110,6 +120,7 @@ class Token:
             "expires_at": self.expires_at,
             "refresh_expires_at": self.refresh_expires_at,
             "has_refresh_token": bool(self.refresh_token),
+            "refresh_rejected": self.dead,
             "scopes": self.scopes,
             "obtained_at": self.obtained_at,
         }
@@ -118,6 +129,9 @@ class Token:
         """Return the stored form."""
         data = {"version": FORMAT_VERSION, **self.public_dict()}
         del data["has_refresh_token"]
+        del data["refresh_rejected"]
+        if self.dead:
+            data["dead"] = self.dead
         if self.bound_to:
             data["bound_to"] = self.bound_to
         data.update(
@@ -134,7 +148,14 @@ class Token:
         if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
             raise ValueError("not a loopauth token file")
         # A hand-edited file must fail here, with its name, not deep inside a command.
-        for key in ("provider", "token_type", "refresh_token", "account_id", "account_label"):
+        for key in (
+            "provider",
+            "token_type",
+            "refresh_token",
+            "account_id",
+            "account_label",
+            "dead",
+        ):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ValueError(f"{key} is not a string")
         if not is_token_text(data["access_token"]) or not is_token_text(
@@ -177,6 +198,7 @@ class Token:
             extra=data.get("extra") or {},
             obtained_at=data.get("obtained_at"),
             bound_to=bound,
+            dead=data.get("dead"),
         )
 
 

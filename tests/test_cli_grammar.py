@@ -121,7 +121,8 @@ def test_config_after_the_command(config: Path) -> None:
     slow = cli("token", "--config", str(config), "-v")  # the full CLI
     assert slow.returncode == 0 and slow.stdout == fast.stdout, slow.stderr
     status = cli("status", "--config", str(config))
-    assert status.returncode == 0 and "emu: ada@example.test" in status.stdout
+    assert status.returncode == 0
+    assert status.stdout.splitlines()[1].split()[:3] == ["emu", "user-1", "ada@example.test"]
 
 
 def process_state() -> tuple[object, ...]:

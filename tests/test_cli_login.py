@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from loopauth.emulator import OAuthEmulator, browse
+from loopauth.store import TokenStore
 from loopauth.testing import cli, free_port, login, write_config
 
 
@@ -215,7 +216,9 @@ def test_refresh_status_logout_cycle(config: Path, isolated: Path, emulator: OAu
     assert row["expired"] is False
     assert after not in status.stdout and '"refresh_token"' not in status.stdout
     text = cli("--config", str(config), "status").stdout
-    assert "emu: ada@example.test (user-1)" in text and after not in text
+    header, row = text.splitlines()[:2]
+    assert header.split()[:3] == ["PROVIDER", "ACCOUNT", "LABEL"]
+    assert row.split()[:3] == ["emu", "user-1", "ada@example.test"] and after not in text
     out = cli("--config", str(config), "logout")
     assert out.returncode == 0 and token_files(isolated) == []
     out = cli("--config", str(config), "token")
@@ -236,15 +239,43 @@ def test_token_refreshes_an_expiring_token_by_itself(tmp_path: Path) -> None:
         """,
         )
         assert login("--config", str(cfg), "login").returncode == 0
-        first = cli("--config", str(cfg), "token")  # 30 s left < 60 s leeway: refresh
-        second = cli("--config", str(cfg), "token")
-        assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+        outputs = []
+        for _ in range(2):
+            # 10 s left: inside the leeway (60 s, capped at half the 30 s lifetime), so refresh.
+            token = TokenStore().find("emu")
+            token.expires_at, token.obtained_at = time.time() + 10, time.time() - 20
+            TokenStore().save(token)
+            out = cli("--config", str(cfg), "token")
+            assert out.returncode == 0, out.stderr
+            outputs.append(out.stdout)
+        fresh = cli("--config", str(cfg), "token")  # 30 s left: more than half, no refresh
+        assert fresh.stdout == outputs[-1]
         assert [c["grant_type"] for c in emu.token_calls] == [
             "authorization_code",
             "refresh_token",
             "refresh_token",
         ]
-        assert first.stdout != second.stdout  # each call had to refresh; rotation kept working
+        assert outputs[0] != outputs[1]  # each call had to refresh; rotation kept working
+
+
+def test_a_short_lived_token_is_not_refreshed_on_every_call(tmp_path: Path) -> None:
+    # A 4 s token with the default 60 s leeway: refreshed only in its last 2 s, not always.
+    with OAuthEmulator(access_token_lifetime=4) as emu:
+        cfg = write_config(
+            tmp_path / "short.yaml",
+            f"""
+            providers:
+              emu:
+                issuer: {emu.url}
+                client_id: loopauth-demo
+                scope: openid offline_access
+        """,
+        )
+        assert login("--config", str(cfg), "login").returncode == 0
+        first, second = (cli("--config", str(cfg), "token") for _ in range(2))
+        assert first.returncode == second.returncode == 0
+        assert first.stdout == second.stdout
+        assert [c["grant_type"] for c in emu.token_calls] == ["authorization_code"]
 
 
 def test_output_writes_the_raw_token_response(config: Path, tmp_path: Path) -> None:

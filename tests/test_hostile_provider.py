@@ -70,8 +70,8 @@ ANSWERS: dict[str, tuple[Callable[[Request], Response], str]] = {
     ),
     "bad redirect": (lambda r: Response(307, b"", {"Location": "http://[zz/x"}), "failed"),
     "oauth error": (
-        lambda r: Response(400, {"error": "invalid_grant", "error_description": "<b>gone</b>"}),
-        "refused the token request: invalid_grant: <b>gone</b>",
+        lambda r: Response(400, {"error": "invalid_client", "error_description": "<b>gone</b>"}),
+        "refused the token request: invalid_client: <b>gone</b>",
     ),
     "slow": (_slow, "did not answer within 0.5 s"),
     "escapes in token": (
@@ -80,9 +80,9 @@ ANSWERS: dict[str, tuple[Callable[[Request], Response], str]] = {
     ),
     "escapes in error": (
         lambda r: Response(
-            400, {"error": "invalid_grant", "error_description": "\x1b]0;x\x07gone"}
+            400, {"error": "invalid_client", "error_description": "\x1b]0;x\x07gone"}
         ),
-        "invalid_grant: \\x1b]0;x\\x07gone",
+        "invalid_client: \\x1b]0;x\\x07gone",
     ),
 }
 
@@ -222,11 +222,14 @@ def test_damaged_token_file_is_named(content: str, tmp_path: Path, isolated: Pat
     stored("emu")
     path = Path(TokenStore().path_for("emu", "me"))
     path.write_text(content)
-    for command in ("token", "status", "refresh", "logout"):
+    for command in ("token", "status", "refresh"):
         out = cli("--config", str(cfg), command)
         assert out.returncode == 6, (command, content, out.stderr)
         assert str(path) in out.stderr and "Traceback" not in out.stderr
     assert path.read_text() == content
+    out = cli("--config", str(cfg), "logout")  # nothing to revoke with: it just goes
+    assert out.returncode == 0 and "removed the damaged token" in out.stderr, out.stderr
+    assert not path.exists()
 
 
 def test_unwritable_home_fails_before_the_browser(
@@ -272,7 +275,7 @@ def test_error_answer_is_kept_as_the_token_response(
     url = flow.start()
     threading.Thread(target=browse, args=(url,)).start()
     assert flow.wait(10) is State.FAILED
-    assert flow.token_response == {"error": "invalid_grant", "error_description": "<b>gone</b>"}
+    assert flow.token_response == {"error": "invalid_client", "error_description": "<b>gone</b>"}
     assert json.dumps(flow.token_response)
 
 
@@ -330,3 +333,37 @@ def test_redirects_from_the_token_endpoint_are_not_followed(
         assert "does not follow redirects" in out.stderr
         assert stealer.log == []  # nothing was sent there
     assert path.read_bytes() == before
+
+
+def test_a_rejected_refresh_token_means_log_in_again(
+    garbage: Garbage, tmp_path: Path, isolated: Path
+) -> None:
+    """invalid_grant, from any provider: exit 6 with the login to run, and remembered."""
+    garbage.answer = lambda r: Response(
+        400, {"error": "invalid_grant", "error_description": "\x1b]0;x\x07revoked"}
+    )
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        f"""
+        providers:
+          bad:
+            authorization_endpoint: {garbage.url}/authorize
+            token_endpoint: {garbage.url}/token
+            client_id: c
+    """,
+    )
+    stored("bad")
+    out = cli("--config", str(cfg), "token")
+    assert out.returncode == 6, out.stderr
+    assert "rejected the refresh token of me (invalid_grant: \\x1b]0;x\\x07revoked)" in out.stderr
+    assert out.stderr.rstrip().endswith("run: loopauth login bad --account me")
+    assert "old-refresh" not in out.stderr and "\x1b" not in out.stderr
+    assert len(garbage.log) == 1
+    for command in ("token", "refresh"):  # known dead: nobody asks the provider again
+        again = cli("--config", str(cfg), command)
+        assert again.returncode == 6 and "run: loopauth login bad --account me" in again.stderr
+    assert len(garbage.log) == 1
+    status = cli("--config", str(cfg), "status")
+    assert "dead: log in again" in status.stdout and "\x1b" not in status.stdout
+    kept = TokenStore().find("bad", "me")
+    assert (kept.access_token, kept.refresh_token) == ("old-access", "old-refresh")

@@ -18,6 +18,7 @@ import pytest
 
 from loopauth.emulator import EmulatorUser, OAuthEmulator, browse
 from loopauth.errors import ConfigError
+from loopauth.store import TokenStore
 from loopauth.testing import cli, login, write_config
 
 posix = pytest.mark.skipif(os.name != "posix", reason="POSIX owners and modes")
@@ -64,6 +65,9 @@ def test_a_providers_yaml_in_the_current_folder_cannot_hijack_the_provider(
         user_dir.mkdir(parents=True)
         emu_config(user_dir / "providers.yaml", honest)
         assert login("login", "emu").returncode == 0
+        expired = TokenStore().find("emu")  # so that any `token` must refresh
+        expired.expires_at = time.time() - 1
+        TokenStore().save(expired)
         path = token_file(isolated)
         snapshot = path.read_bytes()
         repo = tmp_path / "cloned-repo"

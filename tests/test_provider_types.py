@@ -262,3 +262,75 @@ def test_hook_register_emulators(tmp_path: Path) -> None:
     assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in out.stderr, out.stderr
     missing = cli("emulator", "nope", timeout=20)
     assert missing.returncode == 2 and "acme" not in missing.stderr
+
+
+STORES = '''
+import os
+
+import loopauth
+from loopauth.provider import Setting
+from loopauth.store import TokenStore
+from loopauth.stores import StoreType
+
+
+class FolderStore(TokenStore):
+    """Token files in a folder of the user's choosing."""
+
+    kind = "folder"
+
+    def __init__(self, path):
+        super().__init__()
+        self.root = os.path.join(path, "tokens")
+
+
+def check(url, options):
+    return None if os.path.isabs(options.get("path", "")) else "store_options.path: must be absolute"
+
+
+@loopauth.hookimpl
+def register_stores(register):
+    register(StoreType("folder", lambda url, options: FolderStore(options["path"]),
+                       settings={"path": Setting(help="where")}, validate=check))
+'''
+
+
+def test_hook_register_stores(tmp_path: Path, oauth_emulator: OAuthEmulator) -> None:
+    from loopauth.testing import login
+
+    site = make_distribution(tmp_path / "site", module="folder_store", source=STORES)
+    env = {"PYTHONPATH": str(site)}
+    vault = tmp_path / "vault"
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        f"""
+        providers:
+          emu:
+            issuer: {oauth_emulator.url}
+            client_id: loopauth-demo
+            store: folder
+            store_options:
+              path: {vault}
+    """,
+    )
+    assert login("--config", str(cfg), "login", env=env).returncode == 0
+    [saved] = (vault / "tokens" / "emu").glob("*.json")  # the plugin's store holds it
+    token = cli("--config", str(cfg), "token", env=env)
+    assert token.returncode == 0 and token.stdout.strip() in saved.read_text()
+    status = cli("--config", str(cfg), "status", env=env)
+    assert status.returncode == 0 and status.stdout.splitlines()[1].split()[-1] == "folder"
+    cfg.write_text(cfg.read_text().replace(f"path: {vault}", "path: relative"))
+    out = cli("--config", str(cfg), "token", env=env)
+    assert out.returncode == 2 and "store_options.path: must be absolute" in out.stderr
+    cfg.write_text(cfg.read_text().replace("path: relative", "pth: x"))
+    out = cli("--config", str(cfg), "token", env=env)
+    assert out.returncode == 2, out.stderr
+    assert "unknown option for the folder store (did you mean 'path'?)" in out.stderr
+    clash = make_distribution(
+        tmp_path / "site2",
+        module="file_again",
+        source=STORES.replace('"folder", lambda', '"file", lambda'),
+        name="again",
+        entry="again",
+    )
+    out = cli("--config", str(cfg), "status", env={"PYTHONPATH": str(clash)})
+    assert out.returncode == 2 and "both register the store type 'file'" in out.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from loopauth.emulator import EmulatorClient, OAuthEmulator
@@ -121,7 +122,10 @@ def test_tiktok_commands_and_failure_paths_leak_nothing(tmp_path: Path) -> None:
                 ]
         tokens = [TokenStore().find("shop")]
         emu.access_token_lifetime = 3600  # what `token` refreshes to now stays fresh
-        out = cli("-v", "--config", str(cfg), "token", env=env)  # 30 s < 60 s leeway: refreshes
+        soon = TokenStore().find("shop")  # 5 s left of 30: inside the leeway, so `token` refreshes
+        soon.expires_at, soon.obtained_at = time.time() + 5, time.time() - 25
+        TokenStore().save(soon)
+        out = cli("-v", "--config", str(cfg), "token", env=env)
         tokens.append(TokenStore().find("shop"))
         assert out.stdout == tokens[-1].access_token + "\n" != tokens[0].access_token + "\n"
         texts.append(out.stderr)
@@ -205,7 +209,7 @@ def test_python_api_log_records_and_exceptions_leak_nothing(
         token = flow.result()
         refreshed = loopauth.refresh("emu", config=str(cfg))
         emu.revoke_refresh_tokens()
-        with _pytest.raises(loopauth.ProviderError) as info:
+        with _pytest.raises(loopauth.NoTokenError) as info:  # invalid_grant: log in again
             loopauth.refresh("emu", config=str(cfg))
         errors.append(info.value)
         denied = loopauth.Flow(provider)

@@ -166,7 +166,11 @@ def test_concurrent_refreshes_happen_once(tmp_path: Path) -> None:
         """,
         )
         assert login("--config", str(cfg), "login").returncode == 0
-        cfg.write_text(cfg.read_text().replace("refresh_leeway: 10", "refresh_leeway: 60"))
+        from loopauth.store import TokenStore
+
+        token = TokenStore().find("e")  # 5 s left of 30: inside the leeway (capped at 15 s)
+        token.expires_at, token.obtained_at = time.time() + 5, time.time() - 25
+        TokenStore().save(token)
         emu.access_token_lifetime = 3600  # the refreshed token is fresh for the others
         procs = [
             subprocess.Popen(
@@ -181,7 +185,7 @@ def test_concurrent_refreshes_happen_once(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert len({o for o, _ in outs}) == 1  # everyone printed the same new token
     grants = [c["grant_type"] for c in emu.token_calls]
-    # 30 s left is within 60 s of leeway for the first, and the others find a fresh token.
+    # 5 s left is within the leeway for the first, and the others find a fresh token.
     assert grants == ["authorization_code", "refresh_token"], grants
 
 

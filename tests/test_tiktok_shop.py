@@ -20,6 +20,7 @@ from loopauth.plugins.tiktok_shop import TikTokShopAuth, get_authorized_shops, s
 from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
 from loopauth.testing import cli, free_port, login, write_config
+from loopauth.token import Token
 
 KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 
@@ -184,18 +185,27 @@ def test_stale_code_is_36004004(tmp_path: Path, port: int) -> None:
 # -- refresh -------------------------------------------------------------------------------
 
 
+def expiring() -> Token:
+    """Make the stored 30 s token have 5 s left: inside the leeway (capped at half of 30 s)."""
+    token = TokenStore().find("tiktok-shop")
+    token.expires_at, token.obtained_at = time.time() + 5, time.time() - 25
+    TokenStore().save(token)
+    return token
+
+
 def test_token_refreshes_by_itself_and_keeps_a_rotated_refresh_token(
     tmp_path: Path, port: int
 ) -> None:
     with make_emulator(port, access_token_lifetime=30, rotate_refresh_tokens=True) as emu:
         cfg = shop_config(tmp_path / "p.yaml", emu, port)
         assert shop_login(cfg).returncode == 0
-        first = TokenStore().find("tiktok-shop")
-        out = cli("--config", str(cfg), "token", env=ENV)  # 30 s left < 60 s leeway
+        first = expiring()
+        out = cli("--config", str(cfg), "token", env=ENV)  # 5 s left: inside the leeway
         assert out.returncode == 0, out.stderr
         second = TokenStore().find("tiktok-shop")
         assert out.stdout.strip() == second.access_token != first.access_token
         assert second.refresh_token != first.refresh_token  # the rotated one was stored
+        expiring()
         assert cli("--config", str(cfg), "token", env=ENV).returncode == 0  # and it works
         third = TokenStore().find("tiktok-shop")
         assert emu.token_calls == [
@@ -233,25 +243,38 @@ def test_refresh_and_token_output_keep_the_seed_file_fresh(
         ("expire_refresh_tokens", 36004001, "the refresh token has expired"),
     ],
 )
-def test_dead_refresh_token_errors_leave_the_stored_token_untouched(
+def test_dead_refresh_token_errors_are_remembered_and_keep_the_tokens(
     cfg: Path, tiktok: TikTokShopEmulator, break_it: str, code: int, hint: str
 ) -> None:
     assert shop_login(cfg).returncode == 0
     path = Path(TokenStore().path_for("tiktok-shop", "7010736057180325637"))
-    before = path.read_bytes()
     getattr(tiktok, break_it)()
+    original = json.loads(path.read_text())
     for command in ("refresh", "shops"):
         tiktok.expire_access_tokens()
+        data = dict(original)
         if command == "shops":  # make the stored token look expired too, so shops must refresh
-            data = json.loads(before)
             data["expires_at"] = time.time() - 5
-            path.write_text(json.dumps(data))
-            before = path.read_bytes()
+        path.write_text(json.dumps(data))
+        calls = len(tiktok.token_calls)
         out = cli("--config", str(cfg), command, env=ENV)
-        assert out.returncode == 5, out.stderr
-        assert f"TikTok Shop error {code}" in out.stderr and hint in out.stderr
-        assert "run loopauth login tiktok-shop" in out.stderr and "Traceback" not in out.stderr
-        assert path.read_bytes() == before
+        assert out.returncode == 6, out.stderr
+        assert f"({code}: " in out.stderr and hint in out.stderr
+        assert "run: loopauth login tiktok-shop --account 7010736057180325637" in out.stderr
+        assert "Traceback" not in out.stderr
+        stored = TokenStore().find("tiktok-shop")
+        assert (stored.access_token, stored.refresh_token) == (
+            original["access_token"],
+            original["refresh_token"],
+        )
+        assert stored.dead is not None and stored.dead.startswith(str(code))
+        assert len(tiktok.token_calls) == calls + 1
+        # Remembered: the next caller is told to log in without asking TikTok again.
+        again = cli("--config", str(cfg), command, env=ENV)
+        assert again.returncode == 6 and "run: loopauth login tiktok-shop" in again.stderr
+        assert len(tiktok.token_calls) == calls + 1
+    status = cli("--config", str(cfg), "status", env=ENV)
+    assert "dead: log in again" in status.stdout
 
 
 def test_token_endpoints_are_get_only(tiktok: TikTokShopEmulator) -> None:

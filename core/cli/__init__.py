@@ -20,9 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from . import fastpath
 
-    code = fastpath.try_token(argv)
-    if code is not None:
-        return code
+    try:
+        code = fastpath.try_token(argv)
+        if code is not None:
+            return code
+        return _full(argv)
+    finally:
+        fastpath.release()
+
+
+def _full(argv: list[str]) -> int:
     from ..terminal import SafeStream
 
     # Provider text (errors, account labels, shop names) is printed in many places: escaping

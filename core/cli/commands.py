@@ -11,7 +11,6 @@ import sys
 from typing import Any
 
 from ..errors import UsageError
-from ..token import Token
 from .output import token_output, when, write_output
 
 
@@ -22,12 +21,6 @@ def _config(args: argparse.Namespace) -> Any:
     config = load(args.config)
     write_cache(config)  # so that the next `token` can skip all of this
     return config
-
-
-def _store() -> Any:
-    from ..store import TokenStore
-
-    return TokenStore()
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
@@ -143,12 +136,18 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_of(provider: Any) -> Any:
+    from ..stores import open_store
+
+    return open_store(provider)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a valid access token, refreshing it first when needed."""
     from ..api import ensure_fresh
 
     provider = _config(args).select(args.provider)
-    token = ensure_fresh(provider, args.account, _store())
+    token = ensure_fresh(provider, args.account, _store_of(provider))
     if args.output:
         write_output(args.output, token.raw)
     if args.output != "-":
@@ -157,11 +156,22 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    """Refresh the stored token now."""
+    """Refresh the stored token now (or, with --all, every account that is due)."""
     from ..api import ensure_fresh
 
-    provider = _config(args).select(args.provider)
-    token = ensure_fresh(provider, args.account, _store(), force=True)
+    config = _config(args)
+    if args.all:
+        if args.account or args.output:
+            raise UsageError("refresh --all takes no --account or --output")
+        from .refresh_all import refresh_all
+
+        return refresh_all(
+            config, args.provider, force=args.force, jobs=args.jobs, as_json=args.json
+        )
+    if args.force or args.json:
+        raise UsageError("--force and --json go with refresh --all")
+    provider = config.select(args.provider)
+    token = ensure_fresh(provider, args.account, _store_of(provider), force=True)
     if args.output:
         write_output(args.output, token.raw)
     print(
@@ -173,50 +183,77 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Show stored accounts, expiry and scopes; a broken provider is reported and exits 2."""
+    """Show stored accounts as a table, streaming; broken providers and damaged tokens exit 2/6."""
+    from .status import show_status
+
     config = _config(args)
     names = [config.select(args.provider).name] if args.provider else config.names()
-    store = _store()
-    tokens: list[Token] = [t for name in names for t in store.list(name)]
-    broken = {name: config.errors[name] for name in names if name in config.errors}
-    for error in broken.values():
-        print(f"loopauth: {error}", file=sys.stderr)
-    if args.json:
-        out = []
-        for t in tokens:
-            row = t.public_dict()
-            row["expired"] = not t.is_fresh(0)
-            out.append(row)
-        print(json.dumps(out, indent=2))
-        return 2 if broken else 0
-    for name in names:
-        mine = [t for t in tokens if t.provider == name]
-        if not mine and name not in broken:
-            print(f"{name}: not logged in (run: loopauth login {name})")
-        for t in mine:
-            label = f"{t.account_label} ({t.account})" if t.account_label else t.account
-            print(f"{name}: {label}")
-            print(f"  access token expires {when(t.expires_at)}")
-            refresh = "none"
-            if t.refresh_token and t.refresh_expires_at is None:
-                refresh = "yes"
-            elif t.refresh_token:
-                refresh = f"expires {when(t.refresh_expires_at)}"
-            print(f"  refresh token: {refresh}")
-            print(f"  scopes: {' '.join(t.scopes) or '(none)'}")
-    return 2 if broken else 0
+    return show_status(config, names, as_json=args.json)
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    """Make an account the provider's default (like `gh auth switch`)."""
+    provider = _config(args).select(args.provider)
+    store = _store_of(provider)
+    account_id = store.switch(provider.name, args.account_name)
+    token = store.read(provider.name, account_id)
+    label = f"{token.account_label} ({account_id})" if token.account_label else account_id
+    print(f"{provider.name}: the default account is now {label}", file=sys.stderr)
+    return 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    """Delete a stored token."""
+    """Revoke the token at the provider (RFC 7009) where it can, then delete it."""
+    from ..errors import LoopauthError, StoreError, StoreWriteError
+
     provider = _config(args).select(args.provider)
-    store = _store()
-    token = store.find(provider.name, args.account)
-    store.delete(token)
-    print(
-        f"Logged out of {provider.name} ({token.account_label or token.account})", file=sys.stderr
-    )
+    store = _store_of(provider)
+    account_id = store.resolve(provider.name, args.account)
+    try:
+        token = store.read(provider.name, account_id)
+    except StoreWriteError:  # the store itself is unusable: nothing can be removed either
+        raise
+    except StoreError as exc:  # damaged: nothing to revoke with, but it can still go
+        print(f"loopauth: {exc}", file=sys.stderr)
+        token = None
+    name = f"{provider.name} ({(token.account_label if token else None) or account_id})"
+    if token is None:
+        done = "removed the damaged token; nothing could be revoked"
+    elif args.local:
+        done = "removed the token locally (--local: not revoked at the provider)"
+    else:
+        from ..revocation import revoke
+
+        try:
+            revoked = revoke(provider, token)
+        except LoopauthError as exc:
+            if not args.force:
+                print(
+                    f"loopauth: could not revoke the token: {exc}\nloopauth: the token is still "
+                    f"stored; retry, or remove it anyway with: loopauth logout {provider.name} "
+                    f"--account {account_id} --force (or --local)",
+                    file=sys.stderr,
+                )
+                return exc.exit_code
+            print(f"loopauth: could not revoke the token: {exc}", file=sys.stderr)
+            revoked = None
+        if revoked:
+            done = "revoked the token at the provider and removed it"
+        elif revoked is None:
+            done = "removed the token locally only (--force: revocation failed)"
+        else:
+            done = f"removed the token locally only ({provider.name} offers no revocation endpoint)"
+    store.remove(provider.name, account_id)
+    print(f"Logged out of {name}: {done}", file=sys.stderr)
     return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Store tokens from files the provider's type can parse (the Chilkat sample's, RFC 6749)."""
+    from .importer import import_files
+
+    provider = _config(args).select(args.provider)
+    return import_files(provider, _store_of(provider), args.files, account=args.account)
 
 
 def cmd_trust(args: argparse.Namespace) -> int:

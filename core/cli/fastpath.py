@@ -19,7 +19,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..config import Config
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+# The account lock taken by a caller that found the token expired; held until the process
+# ends (or main() releases it) so the full CLI refreshes under it while others wait.
+_held: list[object] = []
 
 
 def _cache_path(config_path: str) -> str:
@@ -41,7 +45,13 @@ def write_cache(config: Config) -> None:
             "env": config.env_used,
             "default": config.default,
             "providers": {
-                name: {"refresh_leeway": p.refresh_leeway} for name, p in config.providers.items()
+                name: {
+                    "refresh_leeway": p.refresh_leeway,
+                    # Only the file store is read here; for others the full CLI answers.
+                    "file_store": (p.settings.get("store") or "file") == "file"
+                    and not p.settings.get("store_options"),
+                }
+                for name, p in config.providers.items()
             },
             "broken": sorted(config.errors),
         }
@@ -145,14 +155,28 @@ def _try_token(argv: list[str]) -> int | None:
         provider = cache.get("default") or (  # type: ignore[assignment]
             next(iter(providers)) if len(providers) == 1 and not cache.get("broken") else None
         )
-    if provider not in providers:
+    if provider not in providers or providers[provider].get("file_store") is not True:
         return None
     from ..store import TokenStore
 
-    token = TokenStore().find(provider, account)  # type: ignore[arg-type]
-    leeway = providers[provider]["refresh_leeway"]  # always written; a bad cache falls through
-    if not token.is_fresh(float(leeway)):
-        return None
+    store = TokenStore()
+    token = store.find(provider, account)  # type: ignore[arg-type]
+    leeway = float(providers[provider]["refresh_leeway"])  # always written; else falls through
+    if not token.is_fresh(leeway):
+        # Expired: wait for whoever is refreshing (or become the one who does), then re-read;
+        # waiting this way costs no YAML, plugins or HTTP libraries.
+        lock = store.lock(provider, token.account)  # type: ignore[arg-type]
+        lock.acquire()
+        _held.append(lock)
+        token = store.read(provider, token.account)  # type: ignore[arg-type]
+        if not token.is_fresh(leeway):
+            return None  # still held: the full CLI refreshes under it, others keep waiting
     sys.stdout.write(token_output(token, as_json) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def release() -> None:
+    """Release the account lock the fast path took, if any."""
+    while _held:
+        _held.pop().release()  # type: ignore[attr-defined]

@@ -121,8 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object instead")
     p.add_argument("--output", metavar="FILE", help=output_help)
 
-    p = command("refresh", "refresh the stored token now", commands.cmd_refresh)
+    p = command(
+        "refresh", "refresh the stored token now (--all: every account due)", commands.cmd_refresh
+    )
     p.add_argument("--output", metavar="FILE", help=output_help)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="refresh every account (of PROVIDER, or of all) that is due; report each",
+    )
+    p.add_argument("--force", action="store_true", help="with --all: refresh even fresh ones")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=8,
+        metavar="N",
+        help="with --all: refreshes at once (default 8)",
+    )
+    p.add_argument("--json", action="store_true", help="with --all: a JSON summary on stdout")
 
     p = command(
         "status",
@@ -132,7 +148,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    command("logout", "delete a stored token", commands.cmd_logout)
+    p = command(
+        "logout",
+        "revoke the token at the provider (where it can) and delete it",
+        commands.cmd_logout,
+    )
+    p.add_argument("--local", action="store_true", help="only delete it here; do not revoke")
+    p.add_argument("--force", action="store_true", help="delete it even when revocation fails")
+
+    p = add(
+        "switch",
+        "make an account the provider's default (like gh auth switch)",
+        description="Make ACCOUNT (an id or label) the account that commands and get_token use "
+        "for PROVIDER when no --account is given.",
+    )
+    p.add_argument("provider", metavar="PROVIDER", help="provider name")
+    p.add_argument("account_name", metavar="ACCOUNT", help="account id or label")
+    p.set_defaults(func=commands.cmd_switch)
+
+    p = add(
+        "import",
+        "store tokens from saved token responses (the Chilkat sample's file, RFC 6749 JSON)",
+        description="Store the tokens in FILEs (- for standard input) that PROVIDER's type can "
+        "parse: TikTok Shop's {code, message, data} answer as the Chilkat sample saves it, or a "
+        "standard token response. Each file is reported; a bad one does not stop the rest.",
+    )
+    p.add_argument("provider", metavar="PROVIDER", help="provider name")
+    p.add_argument("files", nargs="+", metavar="FILE", help="token response files, - = stdin")
+    p.add_argument(
+        "--account",
+        metavar="NAME",
+        help="account id for files that name none (default: `default`)",
+    )
+    p.set_defaults(func=commands.cmd_import)
 
     p = add(
         "trust",

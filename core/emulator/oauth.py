@@ -48,6 +48,7 @@ _VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _S256_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _REALM = 'realm="loopauth-emulator"'
+_TOKEN_KINDS = ("refresh_token", "access_token")
 
 
 def _b64url(data: bytes) -> str:
@@ -81,6 +82,8 @@ class OAuthEmulator(EmulatorServer):
         send_iss: bool = True,
         issue_refresh_tokens: bool = True,
         code_lifetime: int = 600,
+        revocation: bool = True,
+        fail_revocation: int | None = None,
     ) -> None:
         super().__init__(host, port)
         self.clients = clients if clients is not None else default_clients()
@@ -94,8 +97,13 @@ class OAuthEmulator(EmulatorServer):
         self.send_iss = send_iss
         self.issue_refresh_tokens = issue_refresh_tokens
         self.code_lifetime = code_lifetime
+        self.revocation = revocation  # False: a provider without RFC 7009 revocation
+        self.fail_revocation = fail_revocation  # an HTTP status /revoke answers instead
         self.signing_key = secrets.token_bytes(32)  # HS256 key for id_tokens
         self.token_calls: list[dict[str, str]] = []  # grant_type and client_id only, no secrets
+        # Requests to /revoke (client_id and token_type_hint only) and the kinds they revoked.
+        self.revocation_calls: list[dict[str, str]] = []
+        self.revoked: list[str] = []
         self._lock = threading.Lock()
         self._codes: dict[str, Code] = {}
         self._access: dict[str, Grant] = {}
@@ -122,8 +130,14 @@ class OAuthEmulator(EmulatorServer):
         with self._lock:
             self._refresh.clear()
 
+    @property
+    def revocation_count(self) -> int:
+        """How many tokens /revoke has invalidated (a refresh token's access tokens not counted)."""
+        with self._lock:
+            return len(self.revoked)
+
     def route(self, req: Request) -> Response:
-        """Dispatch to the discovery, authorize, token and userinfo endpoints."""
+        """Dispatch to the discovery, authorize, token, revocation and userinfo endpoints."""
         routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
             "/.well-known/openid-configuration": ("GET", self._discovery),
             "/.well-known/oauth-authorization-server": ("GET", self._discovery),
@@ -131,6 +145,8 @@ class OAuthEmulator(EmulatorServer):
             "/token": ("POST", self._token),
             "/userinfo": ("GET, POST", self._userinfo),
         }
+        if self.revocation:
+            routes["/revoke"] = ("POST", self._revoke)
         if req.path not in routes:
             return super().route(req)
         allow, handler = routes[req.path]
@@ -141,24 +157,25 @@ class OAuthEmulator(EmulatorServer):
 
     def _discovery(self, req: Request) -> Response:
         base = self.issuer
-        return Response(
-            200,
-            {
-                "issuer": base,
-                "authorization_endpoint": f"{base}/authorize",
-                "token_endpoint": f"{base}/token",
-                "userinfo_endpoint": f"{base}/userinfo",
-                "response_types_supported": ["code"],
-                "response_modes_supported": ["query"],
-                "grant_types_supported": ["authorization_code", "refresh_token"],
-                "code_challenge_methods_supported": ["S256"],
-                "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-                "authorization_response_iss_parameter_supported": self.send_iss,
-                "scopes_supported": list(SCOPES),
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["HS256"],
-            },
-        )
+        doc: dict[str, Any] = {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "authorization_response_iss_parameter_supported": self.send_iss,
+            "scopes_supported": list(SCOPES),
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["HS256"],
+        }
+        if self.revocation:
+            doc["revocation_endpoint"] = f"{base}/revoke"
+            doc["revocation_endpoint_auth_methods_supported"] = list(AUTH_METHODS)
+        return Response(200, doc)
 
     # -- authorization endpoint ------------------------------------------------------------
 
@@ -277,9 +294,8 @@ class OAuthEmulator(EmulatorServer):
     # -- token endpoint --------------------------------------------------------------------
 
     def _token(self, req: Request) -> Response:
-        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/x-www-form-urlencoded":
-            return _token_error("invalid_request", "body must be application/x-www-form-urlencoded")
+        if (error := self._form_error(req)) is not None:
+            return error
         form = req.form
         creds = basic_credentials(req.headers.get("authorization", ""))
         with self._lock:
@@ -298,6 +314,13 @@ class OAuthEmulator(EmulatorServer):
         if not grant_type:
             return _token_error("invalid_request", "grant_type is required")
         return _token_error("unsupported_grant_type", f"grant_type {grant_type} is not supported")
+
+    @staticmethod
+    def _form_error(req: Request) -> Response | None:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return _token_error("invalid_request", "body must be application/x-www-form-urlencoded")
+        return None
 
     def _authenticate(
         self, req: Request, basic: tuple[str, str] | None
@@ -421,6 +444,49 @@ class OAuthEmulator(EmulatorServer):
         signing_input = f"{header}.{_b64url(json.dumps(claims).encode())}"
         sig = hmac.new(self.signing_key, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{_b64url(sig)}"
+
+    # -- revocation endpoint (RFC 7009) -----------------------------------------------------
+
+    def _revoke(self, req: Request) -> Response:
+        form = req.form
+        creds = basic_credentials(req.headers.get("authorization", ""))
+        with self._lock:
+            claimed = creds[0] if creds else form.get("client_id", "")
+            self.revocation_calls.append(
+                {"client_id": claimed, "token_type_hint": form.get("token_type_hint", "")}
+            )
+        if self.fail_revocation is not None:
+            status = self.fail_revocation
+            return _token_error("temporarily_unavailable", "revocation is unavailable", status)
+        if (error := self._form_error(req)) is not None:
+            return error
+        client = self._authenticate(req, creds)
+        if isinstance(client, Response):
+            return client
+        token = form.get("token")
+        if not token:
+            return _token_error("invalid_request", "token is required")
+        hint = form.get("token_type_hint")
+        # RFC 7009 §2.2.1: the hint only orders the search; an unknown hint searches all types.
+        kinds = sorted(_TOKEN_KINDS, key=lambda kind: kind != hint)
+        with self._lock:
+            for kind in kinds:
+                table = self._refresh if kind == "refresh_token" else self._access
+                grant = table.get(token)
+                if grant is None:
+                    continue
+                if grant.client_id != client.client_id:
+                    # RFC 7009 §2.1: a token issued to another client is refused, and kept.
+                    return _token_error("unauthorized_client", "token was issued to another client")
+                del table[token]
+                if kind == "refresh_token":
+                    # RFC 7009 §2.1: the access tokens of the same grant go with it.
+                    for access in [t for t, g in self._access.items() if g.origin == grant.origin]:
+                        del self._access[access]
+                self.revoked.append(kind)
+                break
+        # RFC 7009 §2.2: unknown, expired or already revoked tokens are a success too.
+        return Response(200, b"", dict(_NO_STORE))
 
     # -- userinfo --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     import requests
 
-    from loopauth.store import TokenStore
+    from loopauth.store import Store
 
 
 def sign(
@@ -67,10 +67,10 @@ class TikTokShopAuth:
         *,
         account: str | None = None,
         config: str | None = None,
-        store: TokenStore | None = None,
+        store: Store | None = None,
     ) -> None:
         from loopauth.api import resolve_provider
-        from loopauth.store import TokenStore
+        from loopauth.stores import open_store
 
         self.provider = resolve_provider(provider, config)
         if not is_tiktok_shop(self.provider):
@@ -78,7 +78,7 @@ class TikTokShopAuth:
                 f"{self.provider.name} uses plugin {self.provider.plugin}, not {PLUGIN}"
             )
         self.account = account
-        self.store = store or TokenStore()
+        self.store = store or open_store(self.provider)
 
     def __repr__(self) -> str:
         return f"TikTokShopAuth(provider={self.provider.name!r}, account={self.account!r})"
@@ -176,7 +176,7 @@ def shop_session(
     *,
     account: str | None = None,
     config: str | None = None,
-    store: TokenStore | None = None,
+    store: Store | None = None,
 ) -> requests.Session:
     """Return a requests session for the Shop API: relative paths, signed, token kept fresh."""
     import requests
@@ -217,7 +217,7 @@ def get_authorized_shops(
     *,
     account: str | None = None,
     config: str | None = None,
-    store: TokenStore | None = None,
+    store: Store | None = None,
 ) -> list[dict[str, Any]]:
     """Call Get Authorized Shops and return TikTok's list of shops."""
     from loopauth.transport import talking_to

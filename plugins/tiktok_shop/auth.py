@@ -44,7 +44,7 @@ class TikTokShopError(ProviderError):
 
     def __init__(self, provider: str, code: int, message: str, request_id: str | None) -> None:
         self.code, self.tiktok_message, self.request_id = code, message, request_id
-        hint = HINTS.get(code)
+        self.hint = hint = HINTS.get(code)
         text = f"{provider}: TikTok Shop error {code}: {message}"
         if request_id:
             text += f" (request_id {request_id})"
@@ -52,7 +52,7 @@ class TikTokShopError(ProviderError):
             text += f"; {hint}"
         if code in RELOGIN:
             text += f": run loopauth login {provider}"
-        super().__init__(text, error=str(code), description=message)
+        super().__init__(text, error=str(code), description=message, grant_rejected=code in RELOGIN)
 
 
 def _derive(settings: dict[str, Any]) -> None:

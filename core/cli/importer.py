@@ -1,0 +1,148 @@
+"""`loopauth import`: store tokens from files users already have, checked like a live answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+from ..errors import LoopauthError, ProviderError, UsageError
+from ..provider import Provider
+from ..store import MAX_TOKEN_FILE, Store
+from ..token import Token, is_token_text
+
+BATCH = 500  # tokens written per index update: bounded memory for 10,000 files
+
+
+def _read(name: str) -> tuple[bytes, float]:
+    """Return a file's bytes (at most 1 MiB) and when it was written (now for stdin)."""
+    if name == "-":
+        return sys.stdin.buffer.read(MAX_TOKEN_FILE + 1), time.time()
+    import stat
+
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device must not hang or flood us
+            raise ValueError("is not a regular file")
+        return f.read(MAX_TOKEN_FILE + 1), st.st_mtime
+
+
+def parse_file(provider: Provider, data: bytes, written: float, account: str | None) -> Token:
+    """Return the token a saved token response holds, dated by when the file was written."""
+    from .. import oauth
+
+    if len(data) > MAX_TOKEN_FILE:
+        raise ValueError("is larger than 1 MiB")
+    try:
+        answer = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError("is not JSON") from None
+    if not isinstance(answer, dict):
+        raise ValueError("is not a JSON object")
+    parse = provider.type.parse_token_response or oauth.standard_token
+    token = parse(provider, answer, None)
+    for value in (token.access_token, token.refresh_token or ""):
+        if not is_token_text(value):
+            raise ValueError("holds a token with characters no token can have")
+    # A relative expires_in counts from when the response was saved, not from now.
+    age = max(0.0, time.time() - written)
+    if "expires_in" in answer and token.expires_at is not None:
+        token.expires_at -= age
+    relative_refresh = ("refresh_expires_in", "refresh_token_expires_in")
+    if token.refresh_expires_at is not None and any(k in answer for k in relative_refresh):
+        token.refresh_expires_at -= age
+    token.obtained_at = written
+    token.provider = provider.name
+    named = provider.type.account_for(provider, token, {}) if provider.type.account_for else None
+    claims = token.extra.get("id_token_claims")
+    if named is not None:
+        token.account_id, token.account_label = named.id, named.label
+    elif isinstance(claims, dict) and claims.get("sub"):
+        label = claims.get("email") or claims.get("preferred_username") or claims.get("name")
+        token.account_id, token.account_label = str(claims["sub"]), str(label) if label else None
+    else:
+        token.account_id = account or "default"
+    token.bound_to = oauth.binding(provider, network=False)
+    return token
+
+
+def _names(files: list[str]) -> Iterator[str]:
+    if files.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    yield from files
+
+
+def import_files(provider: Provider, store: Store, files: list[str], *, account: str | None) -> int:
+    """Import each file, reporting each; a bad one does not stop the rest; exit 2 if any failed."""
+    from .output import when
+
+    err = sys.stderr
+    store.check_writable(provider.name)
+    bar = None
+    if err.isatty() and len(files) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), file=getattr(err, "raw", err), unit="file", leave=False)
+
+    def say(line: str) -> None:
+        if bar is not None:
+            bar.write(line, file=err)
+        else:
+            print(line, file=err, flush=True)
+
+    batch: dict[str, tuple[str, Token]] = {}
+    stored = failed = kept = 0
+
+    def flush() -> None:
+        nonlocal stored
+        store.save_many(token for _, token in batch.values())
+        if bar is None:
+            for name, token in batch.values():
+                who = token.account_label or token.account
+                say(
+                    f"{name}: stored {provider.name} account {who}; access token expires "
+                    f"{when(token.expires_at)}"
+                )
+        stored += len(batch)
+        batch.clear()
+
+    for name in _names(files):
+        shown = "(standard input)" if name == "-" else name
+        try:
+            data, written = _read(name)
+            token = parse_file(provider, data, written, account)
+        except OSError as exc:
+            failed += 1
+            say(f"{shown}: not imported: cannot read it ({exc.strerror or exc})")
+        except (ValueError, ProviderError) as exc:
+            failed += 1
+            say(f"{shown}: not imported: {exc}")
+        else:
+            previous = batch.get(token.account, (None, None))[1]
+            if previous is None:
+                try:
+                    previous = store.read(provider.name, token.account)
+                except LoopauthError:
+                    previous = None
+            if previous is not None and (previous.expires_at or 0) > (token.expires_at or 0):
+                kept += 1
+                say(f"{shown}: not imported: the stored token of {token.account} is newer; kept")
+            else:
+                batch[token.account] = (shown, token)
+                if len(batch) >= BATCH:
+                    flush()
+        if bar is not None:
+            bar.update(1)
+    if batch:
+        flush()
+    if bar is not None:
+        bar.close()
+    print(
+        f"import: {stored} stored, {kept} kept (newer ones already stored), {failed} failed, "
+        f"of {len(files)} files",
+        file=err,
+    )
+    return 2 if failed else 0

@@ -1,0 +1,107 @@
+"""`loopauth status`: one row per stored account, streamed, so 10,000 accounts stay cheap."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from ..token import Token
+from .output import when
+
+COLUMNS = ("PROVIDER", "ACCOUNT", "LABEL", "ACCESS TOKEN", "REFRESH TOKEN", "SCOPES", "STORE")
+WIDTHS = (14, 22, 22, 30, 30, 24)  # the last column takes what it needs
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    parts = [cell.ljust(width) for cell, width in zip(cells, WIDTHS, strict=False)]
+    return "  ".join([*parts, *cells[len(WIDTHS) :]]).rstrip()
+
+
+def _refresh_state(token: Token) -> str:
+    if token.dead:
+        return "dead: log in again"
+    if not token.refresh_token:
+        return "none"
+    if token.refresh_expires_at is None:
+        return "yes (no expiry given)"
+    return when(token.refresh_expires_at)
+
+
+def show_status(config: Any, names: list[str], *, as_json: bool) -> int:
+    """Print every stored account of `names`; return 2 for a broken provider, 6 for damage."""
+    from ..stores import open_store
+
+    out = sys.stdout
+    broken = {name: config.errors[name] for name in names if name in config.errors}
+    for error in broken.values():
+        print(f"loopauth: {error}", file=sys.stderr)
+    damaged = 0
+    first = True
+    marked = False
+    if as_json:
+        out.write("[")
+    else:
+        out.write(_row(COLUMNS) + "\n")
+    now = time.time()
+    for name in names:
+        provider = config.providers.get(name)
+        if provider is None:
+            continue
+        store = open_store(provider)
+        default = store.get_default(name)
+        where = store.describe()
+        shown = 0
+        lines: list[str] = []
+        for entry in store.entries(name):
+            shown += 1
+            token = entry.token
+            if as_json:
+                row: dict[str, Any] = (
+                    token.public_dict()
+                    if token is not None
+                    else {"provider": name, "account_id": entry.account_id}
+                )
+                row.update(
+                    expired=None if token is None else not token.is_fresh(0, now),
+                    damaged=entry.problem,
+                    default=entry.account_id == default,
+                    store=where,
+                )
+                lines.append(("" if first else ",") + "\n  " + json.dumps(row))
+                first = False
+            elif token is None:
+                damaged += 1
+                print(f"loopauth: {entry.problem}", file=sys.stderr)
+                cells = (name, entry.account_id, "", "DAMAGED (see above)", "", "", where)
+                lines.append(_row(cells) + "\n")
+            else:
+                mark = "*" if entry.account_id == default else ""
+                marked = marked or bool(mark)
+                cells = (
+                    name,
+                    mark + token.account,
+                    token.account_label or "",
+                    when(token.expires_at),
+                    _refresh_state(token),
+                    " ".join(token.scopes) or "(none)",
+                    where,
+                )
+                lines.append(_row(cells) + "\n")
+            if token is None and as_json:
+                damaged += 1
+            if len(lines) >= 256:  # written in batches: bounded memory, few system calls
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines))
+        if not shown and not as_json and name not in broken:
+            out.write(f"{name}: not logged in (run: loopauth login {name})\n")
+    if as_json:
+        out.write("\n]\n" if not first else "]\n")
+    elif marked:
+        out.write("(* the provider's default account: loopauth switch PROVIDER ACCOUNT)\n")
+    out.flush()
+    if broken:
+        return 2
+    return 6 if damaged else 0
