@@ -5,7 +5,6 @@ Kept import-light: the cached-token path checks the files it reads with these fu
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -18,6 +17,22 @@ if TYPE_CHECKING:  # filelock is imported only by what writes
 POSIX = os.name == "posix"
 
 
+_SHA256: list[object] = []
+
+
+def sha256(data: bytes) -> str:
+    """Return the SHA-256 hex digest of `data`, without importing hashlib (it loads OpenSSL)."""
+    if not _SHA256:
+        # The built-in implementation: _sha2 on 3.12+, _sha256 before; both are tiny C modules.
+        for name in ("_sha2", "_sha256", "hashlib"):
+            try:
+                _SHA256.append(__import__(name).sha256)
+                break
+            except ImportError:
+                continue
+    return str(_SHA256[0](data).hexdigest())  # type: ignore[operator]
+
+
 def problem(path: str, *, follow: bool = False) -> str | None:
     """Return why `path` is not private to this user, or None (always None off POSIX).
 
@@ -25,7 +40,13 @@ def problem(path: str, *, follow: bool = False) -> str | None:
     """
     if not POSIX:  # Windows: the per-user profile's ACL keeps other users out
         return None
-    st = os.stat(path) if follow else os.lstat(path)
+    return problem_of(os.stat(path) if follow else os.lstat(path))
+
+
+def problem_of(st: os.stat_result) -> str | None:
+    """Return why a file with this (l)stat is not private to this user, or None."""
+    if not POSIX:
+        return None
     if stat.S_ISLNK(st.st_mode):
         return "is a symbolic link"
     if st.st_uid != os.geteuid():
@@ -126,8 +147,10 @@ def write(path: str, data: bytes) -> None:
             os.fsync(f.fileno())
         _replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     _fsync_dir(folder)
 

@@ -17,11 +17,13 @@ from .token import Token
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # kept off the cached-token path, which only reads
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from contextlib import AbstractContextManager
-    from typing import Any
+    from typing import TypeVar
 
     from filelock import BaseFileLock
+
+    T = TypeVar("T")
 
 MAX_TOKEN_FILE = 1 << 20
 SHOWN_ACCOUNTS = 10  # an error lists this many accounts, then "and N more"
@@ -202,6 +204,8 @@ class Store:
         return f" (stored: {', '.join(shown)}{tail})" if shown else " (none stored)"
 
 
+# path -> (lstat signature, what was parsed from it): see TokenStore._cached.
+_PARSED: dict[str, tuple[tuple[int, ...], object]] = {}
 # One lock object per file and process: re-entrant, so the fast path can hold an account's lock
 # while the full CLI (a new TokenStore) refreshes under it.
 _LOCKS: dict[str, BaseFileLock] = {}
@@ -232,10 +236,10 @@ class TokenStore(Store):
     # -- reading ----------------------------------------------------------------------------------
 
     def read(self, provider: str, account_id: str) -> Token:
-        """Return one account's token, opening only its own file."""
+        """Return one account's token, opening only its own file (not even that when unchanged)."""
         path = self.path_for(provider, account_id)
         try:
-            return self.read_file(path)
+            return self._cached(path, self.read_file, "token file")
         except FileNotFoundError:
             raise NoTokenError(
                 f"no stored token for account {account_id!r} of {provider}; "
@@ -259,10 +263,34 @@ class TokenStore(Store):
                 "log in again to replace it, or remove it with logout --account"
             ) from None
 
+    def _cached(self, path: str, load: Callable[[str], T], what: str) -> T:
+        """Return `load(path)`, or what it returned before when the file has not changed.
+
+        A long-running program asks for its token many times a second; one lstat (which the
+        privacy check needs anyway) replaces opening and parsing the file. Every write is a new
+        file (os.replace), so a changed file has another inode, size or change time.
+        """
+        st = os.lstat(path)
+        why = private.problem_of(st)
+        if why:  # planted by someone else: refused before it is read
+            raise private.refusal(path, why, what)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = _PARSED.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]  # type: ignore[return-value]
+        value = load(path)
+        if len(_PARSED) >= 256:  # a bounded cache: status over 10,000 accounts does not use it
+            _PARSED.clear()
+        _PARSED[path] = (key, value)
+        return value
+
     def accounts(self, provider: str) -> dict[str, str | None]:
         """Return the index, rebuilding it from the token files when it is missing or damaged."""
         folder = self.provider_dir(provider)
-        index = self._read_json(os.path.join(folder, INDEX))
+        try:
+            index = self._cached(os.path.join(folder, INDEX), self._read_json, "index")
+        except (OSError, StoreError):
+            index = None
         accounts = index.get("accounts") if index else None
         if isinstance(accounts, dict) and all(
             isinstance(k, str) and isinstance(v, str | None) for k, v in accounts.items()
@@ -308,7 +336,12 @@ class TokenStore(Store):
 
     def get_default(self, provider: str) -> str | None:
         """Return the default account id recorded by `loopauth switch`."""
-        data = self._read_json(os.path.join(self.provider_dir(provider), DEFAULT))
+        try:
+            data = self._cached(
+                os.path.join(self.provider_dir(provider), DEFAULT), self._read_json, "default"
+            )
+        except (OSError, StoreError):
+            data = None
         value = data.get("account_id") if data else None
         return value if isinstance(value, str) else None
 
@@ -487,6 +520,7 @@ class TokenStore(Store):
             return
         if why:
             raise private.refusal(folder, why, "the token folder")
+        self._checked.add(folder)  # only its owner can change it, and that is us
 
     @staticmethod
     def _sweep(folder: str, stem: str) -> None:
@@ -519,19 +553,7 @@ def file_stem(account_id: str) -> str:
         in_run = char not in SAFE
     text = "".join(slug).strip("._")[:40] or "account"
     # The hash keeps ids distinct on case-insensitive file systems and after slugging.
-    return f"{text}-{_sha256(account_id.encode()).hexdigest()[:10]}"
-
-
-def _sha256(data: bytes) -> Any:
-    # The built-in implementation (_sha2 on 3.12+, _sha256 before): hashlib loads OpenSSL first.
-    for name in ("_sha2", "_sha256"):
-        try:
-            return __import__(name).sha256(data)
-        except ImportError:
-            continue
-    import hashlib
-
-    return hashlib.sha256(data)
+    return f"{text}-{private.sha256(account_id.encode())[:10]}"
 
 
 def _index_bytes(accounts: dict[str, str | None]) -> bytes:

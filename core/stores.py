@@ -42,6 +42,7 @@ def type_for(value: str, types: Mapping[str, StoreType]) -> StoreType | None:
     return types.get(value)
 
 
+_FILE: dict[str, Store] = {}
 _OPEN: dict[tuple[str, str, tuple[tuple[str, str], ...]], Store] = {}
 
 
@@ -51,9 +52,13 @@ def open_store(provider: Provider) -> Store:
     options = dict(provider.settings.get("store_options") or {})
     key = (provider.plugin, url, tuple(sorted((k, repr(v)) for k, v in options.items())))
     if url == "file" and not options:
+        from . import paths
         from .store import TokenStore
 
-        return TokenStore()  # cheap, and follows LOOPAUTH_HOME when a test changes it
+        home = paths.home()  # one store per home: LOOPAUTH_HOME may change (tests do)
+        if home not in _FILE:
+            _FILE[home] = TokenStore(home)
+        return _FILE[home]
     if key not in _OPEN:
         stype = type_for(url, store_types())
         if stype is None:  # config checked it; a Provider built in code may not be

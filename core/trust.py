@@ -7,7 +7,6 @@ path and the SHA-256 of its content in the data home; any change needs a new app
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -28,7 +27,7 @@ def list_path() -> str:
 
 def digest(data: bytes) -> str:
     """Return the hash recorded for a file's content."""
-    return hashlib.sha256(data).hexdigest()
+    return private.sha256(data)
 
 
 def _key(path: str) -> str:

@@ -27,9 +27,7 @@ _held: list[object] = []
 
 
 def _cache_path(config_path: str) -> str:
-    import hashlib
-
-    key = hashlib.sha256(os.path.normcase(config_path).encode()).hexdigest()[:16]
+    key = private.sha256(os.path.normcase(config_path).encode())[:16]
     return os.path.join(paths.home(), "cache", f"config-{key}.json")
 
 
