@@ -8,11 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import UnsafePath
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # filelock is imported only by what writes
-    from filelock import BaseFileLock
+from .errors import StoreWriteError, UnsafePath
 
 POSIX = os.name == "posix"
 
@@ -76,10 +72,11 @@ def check(path: str, what: str = "") -> None:
             raise refusal(target, why, what if target == path else "the folder")
 
 
-def lock(path: str, timeout: float) -> BaseFileLock:
-    """Return a cross-process lock at `path`; a planted link or another user's file is refused."""
-    from filelock import FileLock
+def lock(path: str, timeout: float) -> Lock:
+    """Return a cross-process lock at `path`; a planted link or another user's file is refused.
 
+    Re-entrant within a thread, exclusive between threads and processes.
+    """
     try:
         why = problem(path)
     except FileNotFoundError:
@@ -88,7 +85,101 @@ def lock(path: str, timeout: float) -> BaseFileLock:
         os.chmod(path, 0o600)  # our own lock left open by an old version or umask: just close it
     elif why:  # opening it would truncate (or lock) whatever it points to
         raise refusal(path, why, "lock file")
-    return FileLock(path, timeout=timeout, mode=0o600)
+    if not POSIX:
+        from filelock import FileLock
+
+        return FileLock(path, timeout=timeout, mode=0o600)  # type: ignore[return-value]
+    return FlockLock(path, timeout)
+
+
+class LockTimeout(StoreWriteError):
+    """The lock was not free within the timeout (another process is stuck holding it)."""
+
+
+class Lock:
+    """What `lock` returns: acquire/release, and a context manager."""
+
+    def acquire(self) -> None:
+        """Wait for the lock (raises LockTimeout)."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Release one acquisition."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Lock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FlockLock(Lock):
+    """flock(2) on a lock file: what filelock does on POSIX, and so compatible with it.
+
+    filelock itself takes ~40 ms to import; 64 processes waiting for one refresh would spend
+    more time importing it than waiting, so the cached-token path uses this instead.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        import threading
+
+        self.path, self.timeout = path, timeout
+        self._thread = threading.RLock()  # other threads wait; the owner may re-enter
+        self._fd: int | None = None
+        self._count = 0
+
+    def __repr__(self) -> str:
+        return f"FlockLock({self.path!r}, held={self._count})"
+
+    def acquire(self) -> None:
+        """Wait (polling, with back-off) until this process holds the file's lock."""
+        import time
+
+        if not self._thread.acquire(timeout=self.timeout):
+            raise LockTimeout(_stuck(self.path, self.timeout))
+        try:
+            if self._count == 0:
+                self._fd = self._take(time.monotonic() + self.timeout)
+            self._count += 1
+        except BaseException:
+            self._thread.release()
+            raise
+
+    def _take(self, deadline: float) -> int:
+        import fcntl
+        import time
+
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, flags, 0o600)
+        delay = 0.001
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(_stuck(self.path, self.timeout)) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.02)  # a waiter notices a release within 20 ms
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def release(self) -> None:
+        """Release one acquisition; the last one unlocks the file (which stays, as filelock's)."""
+        self._count -= 1
+        if self._count == 0 and self._fd is not None:
+            import fcntl
+
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        self._thread.release()
 
 
 def make_dirs(path: str) -> None:
@@ -194,3 +285,10 @@ def read(path: str, limit: int, what: str = "", *, folder: bool = True) -> bytes
     fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as f:
         return f.read(limit + 1)
+
+
+def _stuck(path: str, timeout: float) -> str:
+    return (
+        f"{path} stayed locked for {timeout:g} s: another loopauth process is refreshing this "
+        "token and seems stuck; try again, or end that process"
+    )

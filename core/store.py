@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # kept off the cached-token path, which only reads
     from contextlib import AbstractContextManager
     from typing import TypeVar
 
-    from filelock import BaseFileLock
-
     T = TypeVar("T")
 
 MAX_TOKEN_FILE = 1 << 20
@@ -208,7 +206,7 @@ class Store:
 _PARSED: dict[str, tuple[tuple[int, ...], object]] = {}
 # One lock object per file and process: re-entrant, so the fast path can hold an account's lock
 # while the full CLI (a new TokenStore) refreshes under it.
-_LOCKS: dict[str, BaseFileLock] = {}
+_LOCKS: dict[str, private.Lock] = {}
 INDEX = ".index"
 DEFAULT = ".default"
 
@@ -347,7 +345,7 @@ class TokenStore(Store):
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def lock(self, provider: str, account_id: str) -> BaseFileLock:
+    def lock(self, provider: str, account_id: str) -> private.Lock:
         """Return the cross-process lock guarding one account's token (re-entrant in-process)."""
         path = self.path_for(provider, account_id)[: -len(".json")] + ".lock"
         if path not in _LOCKS:
@@ -355,7 +353,7 @@ class TokenStore(Store):
             _LOCKS[path] = private.lock(path, timeout=120)
         return _LOCKS[path]
 
-    def _index_lock(self, provider: str) -> BaseFileLock:
+    def _index_lock(self, provider: str) -> private.Lock:
         path = os.path.join(self.provider_dir(provider), ".index.lock")
         if path not in _LOCKS:
             self.check_writable(provider)
