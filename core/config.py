@@ -18,7 +18,7 @@ from . import paths
 from .errors import ConfigError
 from .provider import Provider, ProviderType, Setting
 from .urls import check_url
-from .yamldoc import Doc, Loader, raw_value
+from .yamldoc import Doc, Loader
 
 log = logging.getLogger("loopauth.config")
 
@@ -204,6 +204,7 @@ def build_provider(
         try:
             substituted = _substitute(value, here)
         except LookupError as exc:
+            used.update(here)  # setting it later must invalidate what was cached about this
             raise doc.error(
                 knode,
                 f"{prefix}.{key}",
@@ -447,8 +448,7 @@ def _parse(loader: Loader, path: str, types: Mapping[str, ProviderType]) -> Conf
             config.providers[name] = build_provider(name, raw, types, doc, knode, used)
         except ConfigError as exc:
             config.errors[name] = exc
-        leeway_vars = [m.group(1) for m in ENV_RE.finditer(str(raw_value(vnode, "refresh_leeway")))]
-        config.env_used.update({v: os.environ.get(v) for v in leeway_vars if v})
+        config.env_used.update(used)  # every variable a setting read, set or not
     if "default" in top:
         dnode, default = top["default"]
         used = {}

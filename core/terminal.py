@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs `loopauth --help` more than the rest of its imports
+    from typing import Any, TextIO
 
 # C0 controls but tab and newline, DEL, C1 controls, and the bidirectional controls that
 # reorder what a line appears to say.

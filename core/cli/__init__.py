@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import argparse
     import logging
 
+    from ..command import Command
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI as a process: answer from the cache, or set the process up and run."""
@@ -41,7 +43,12 @@ def _full(argv: list[str]) -> int:
         args = _parse(argv)
         if isinstance(args, int):
             return args
-        handler = _log_to_stderr(args.verbose)
+        if args.verbose:
+            handler = _log_to_stderr(True)
+        elif getattr(args, "command", None) not in LIGHT:
+            # status and providers answered from the caches never log: they configure it
+            # (through commands._config) only when they load providers.yaml after all.
+            _log_to_stderr(False)
         _sigterm_as_interrupt()
         return _execute(args)
     finally:
@@ -58,20 +65,57 @@ def run(argv: list[str]) -> int:
     return args if isinstance(args, int) else _execute(args)
 
 
+# Commands that can answer from the caches (and `--help`, no command): no logging set-up.
+LIGHT = frozenset({"status", "providers", None})
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """Return the command word of `argv` (the first argument that is not an option)."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def _parse(argv: list[str]) -> argparse.Namespace | int:
     from ..errors import LoopauthError
-    from .parser import build_parser
+    from .parser import BUILTIN, build_parser
 
     try:  # building the parser loads plugins: two registering one command is an error too
-        return build_parser().parse_args(argv)
+        plugin_commands = None
+        if _command_of(argv) in BUILTIN | {None}:
+            plugin_commands = _snapshot_commands()  # their names and help are all it needs
+        parser = build_parser(plugin_commands)
+        if plugin_commands is None:
+            from .. import snapshot
+
+            snapshot.write()  # plugins are loaded now: the next --help or status need not
+        return parser.parse_args(argv)
     except LoopauthError as exc:
         print(f"loopauth: {exc}", file=sys.stderr)
         return exc.exit_code
 
 
+def _snapshot_commands() -> dict[str, Command] | None:
+    from .. import snapshot
+    from ..command import Command
+
+    data = snapshot.read()
+    commands = data.get("commands") if data else None
+    if not isinstance(commands, dict):
+        return None
+
+    def unloaded(args: argparse.Namespace) -> int:  # never run: only built-in commands parse
+        raise AssertionError("a plugin command parsed without its plugin")
+
+    return {name: Command(name, str(text), unloaded) for name, text in commands.items()}
+
+
 def _execute(args: argparse.Namespace) -> int:
     import os
-    import traceback
 
     from ..errors import FlowCancelled, LoopauthError
 
@@ -79,7 +123,7 @@ def _execute(args: argparse.Namespace) -> int:
         if not getattr(args, "command", None):
             from .parser import build_parser
 
-            build_parser().print_help(sys.stderr)
+            build_parser(_snapshot_commands()).print_help(sys.stderr)
             return 2
         return int(args.func(args))
     except LoopauthError as exc:
@@ -89,6 +133,8 @@ def _execute(args: argparse.Namespace) -> int:
         print("\nloopauth: cancelled", file=sys.stderr)
         return FlowCancelled.exit_code
     except Exception as exc:  # a bug: say where, but not the message, which may hold a secret
+        import traceback
+
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
         print(

@@ -8,16 +8,23 @@ import json
 import math
 import os
 import sys
-from typing import Any
 
 from ..errors import UsageError
 from .output import token_output, when, write_output
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the light commands (status, providers) more than their work
+    from typing import Any
 
 
 def _config(args: argparse.Namespace) -> Any:
     from ..config import load
     from .fastpath import write_cache
 
+    if not args.verbose:  # a light command (status, providers) got here: it may warn now
+        from . import _log_to_stderr
+
+        _log_to_stderr(False)
     config = load(args.config)
     write_cache(config)  # so that the next `token` can skip all of this
     return config
@@ -25,10 +32,33 @@ def _config(args: argparse.Namespace) -> Any:
 
 def cmd_providers(args: argparse.Namespace) -> int:
     """List configured providers and installed plugins."""
+    from .. import snapshot
+
+    light, registry = _light(args), snapshot.read()
+    if light is not None and registry is not None:  # both cached: no YAML, no plugins
+        names, errors, cache = light
+        providers = cache["providers"]
+        default = cache.get("default")
+        rows = [
+            {
+                "name": name,
+                "plugin": providers[name].get("plugin") if name in providers else None,
+                "default": name == default,
+                "error": errors.get(name),
+            }
+            for name in names
+        ]
+        return _print_providers(
+            args,
+            str(cache.get("path")),
+            rows,
+            list(registry["plugins"]),  # type: ignore[call-overload]
+            list(registry["provider_types"]),  # type: ignore[call-overload]
+            dict(registry["failures"]),  # type: ignore[call-overload]
+        )
     from .. import plugin_manager
 
     config = _config(args)
-    types = config.plugins
     rows = []
     for name in config.names():
         provider = config.providers.get(name)
@@ -45,12 +75,25 @@ def cmd_providers(args: argparse.Namespace) -> int:
         {"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin}
         for p in plugin_manager.plugins()
     ]
-    failures = plugin_manager.failures()
+    snapshot.write()
+    return _print_providers(
+        args, config.path, rows, plugins, sorted(config.plugins), plugin_manager.failures()
+    )
+
+
+def _print_providers(
+    args: argparse.Namespace,
+    path: str,
+    rows: list[dict[str, Any]],
+    plugins: list[dict[str, Any]],
+    types: list[str],
+    failures: dict[str, str],
+) -> int:
     if args.json:
         print(
             json.dumps(
                 {
-                    "config": config.path,
+                    "config": path,
                     "providers": rows,
                     "plugins": plugins,
                     "provider_types": sorted(types),
@@ -60,7 +103,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(f"providers in {config.path}:")
+        print(f"providers in {path}:")
         for row in rows:
             mark = " (default)" if row["default"] else ""
             if row["error"]:
@@ -186,9 +229,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Show stored accounts as a table, streaming; broken providers and damaged tokens exit 2/6."""
     from .status import show_status
 
+    light = _light(args)
+    if light is not None:  # answered from the cache: no YAML, no plugins
+        from ..store import TokenStore
+
+        names, errors, _ = light
+        if args.provider is None or args.provider in names:
+            selected = [args.provider] if args.provider else names
+            store = TokenStore()
+            return show_status(selected, errors, lambda name: store, as_json=args.json)
     config = _config(args)
     names = [config.select(args.provider).name] if args.provider else config.names()
-    return show_status(config, names, as_json=args.json)
+    errors = {name: str(error) for name, error in config.errors.items()}
+    return show_status(
+        names, errors, lambda name: _store_of(config.providers[name]), as_json=args.json
+    )
+
+
+def _light(args: argparse.Namespace) -> tuple[list[str], dict[str, str], dict[str, Any]] | None:
+    """Return (provider names, broken ones' errors, cache) when every provider uses the file
+    store and the cached settings still hold; None sends the command to the full loader."""
+    from .fastpath import settings
+
+    if args.verbose:  # -v wants to see which providers.yaml is loaded, and how
+        return None
+    cache = settings(args.config)
+    if cache is None:
+        return None
+    providers, errors = cache.get("providers"), cache.get("errors")
+    if not isinstance(providers, dict) or not isinstance(errors, dict):
+        return None
+    if not all(isinstance(p, dict) and p.get("file_store") is True for p in providers.values()):
+        return None
+    return sorted({*providers, *errors}), {str(k): str(v) for k, v in errors.items()}, cache
 
 
 def cmd_switch(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from .. import paths, private
+from .. import paths, private, snapshot
 from ..errors import UnsafePath
 from .output import token_output
 
@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..config import Config
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 # The account lock taken by a caller that found the token expired; held until the process
 # ends (or main() releases it) so the full CLI refreshes under it while others wait.
@@ -31,6 +31,10 @@ def _cache_path(config_path: str) -> str:
     return os.path.join(paths.home(), "cache", f"config-{key}.json")
 
 
+def _digest(value: str | None) -> str | None:
+    return None if value is None else private.sha256(value.encode("utf-8", "surrogatepass"))
+
+
 def write_cache(config: Config) -> None:
     """Record what the cached-token path needs from a freshly loaded providers.yaml."""
     try:
@@ -40,10 +44,14 @@ def write_cache(config: Config) -> None:
             "path": config.path,
             "mtime_ns": st.st_mtime_ns,
             "size": st.st_size,
-            "env": config.env_used,
+            # Digests, not values: some of these variables hold secrets.
+            "env": {k: _digest(v) for k, v in config.env_used.items()},
+            # Which plugins are installed decides which providers are valid.
+            "plugins": snapshot.key_digest(),
             "default": config.default,
             "providers": {
                 name: {
+                    "plugin": p.plugin,
                     "refresh_leeway": p.refresh_leeway,
                     # Only the file store is read here; for others the full CLI answers.
                     "file_store": (p.settings.get("store") or "file") == "file"
@@ -52,6 +60,8 @@ def write_cache(config: Config) -> None:
                 for name, p in config.providers.items()
             },
             "broken": sorted(config.errors),
+            # ConfigError texts quote ${VAR}s, never their values: safe to keep.
+            "errors": {name: str(error) for name, error in config.errors.items()},
         }
         path = _cache_path(config.path)
         private.own_dir(os.path.dirname(path))
@@ -80,8 +90,10 @@ def read_cache(config_path: str) -> dict[str, object] | None:
         st.st_size,
     ):
         return None
+    if data.get("plugins") != snapshot.key_digest():
+        return None
     env = data.get("env") or {}
-    if any(os.environ.get(k) != v for k, v in env.items()):
+    if any(_digest(os.environ.get(k)) != v for k, v in env.items()):
         return None
     return data
 
@@ -128,11 +140,8 @@ def try_token(argv: list[str]) -> int | None:
         return None
 
 
-def _try_token(argv: list[str]) -> int | None:
-    parsed = parse(argv)
-    if parsed is None:
-        return None
-    config_arg, provider, account, as_json = parsed
+def settings(config_arg: str | None) -> dict[str, object] | None:
+    """Return the cached settings of the providers.yaml in use, or None (the full loader then)."""
     found = paths.find_config(config_arg)
     if found is None:
         return None
@@ -143,7 +152,15 @@ def _try_token(argv: list[str]) -> int | None:
         with open(config_path, "rb") as f:
             if not trust.is_trusted(config_path, f.read(paths.MAX_CONFIG_BYTES + 1)):
                 return None
-    cache = read_cache(config_path)
+    return read_cache(config_path)
+
+
+def _try_token(argv: list[str]) -> int | None:
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    config_arg, provider, account, as_json = parsed
+    cache = settings(config_arg)
     if cache is None:
         return None
     providers = cache.get("providers")

@@ -3,32 +3,62 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .. import __version__
+from ..command import Command
 from ..errors import UsageError
 from . import commands
 
-log = logging.getLogger("loopauth")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["BUILTIN", "Command", "build_parser"]
+
+# The built-in commands: any other name is a plugin's, and needs the plugins loaded.
+BUILTIN = frozenset(
+    {
+        "providers",
+        "login",
+        "token",
+        "refresh",
+        "status",
+        "logout",
+        "switch",
+        "import",
+        "trust",
+        "emulator",
+    }
+)
 
 
-@dataclass(frozen=True)
-class Command:
-    """A `loopauth NAME` command: `configure` adds options, `run(args)` returns the exit code.
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        # argparse asks shutil for the width, and shutil imports lzma, bz2 and zlib: not here.
+        if kwargs.get("width") is None:
+            kwargs["width"] = _columns() - 2
+        super().__init__(prog, **kwargs)
 
-    Like the built-in commands it gets `[PROVIDER]` and `--account NAME`, plus the global
-    `--config` and `-v`; a LoopauthError it raises becomes a message and its exit code.
-    """
 
-    name: str
-    help: str
-    run: Callable[[argparse.Namespace], int]
-    configure: Callable[[argparse.ArgumentParser], None] | None = None
+def _columns() -> int:
+    import os
+
+    try:
+        return max(int(os.environ.get("COLUMNS", "")), 20)
+    except ValueError:
+        pass
+    try:
+        return max(os.get_terminal_size(2).columns, 20)
+    except (OSError, ValueError):
+        return 80
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message}\n{self.format_usage().strip()}")
 
@@ -52,8 +82,11 @@ def _global_options(parser: argparse.ArgumentParser, *, command: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser for every command."""
+def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser for every command (plugins' from `plugin_commands`, or loaded).
+
+    `plugin_commands` comes from the plugin snapshot when only their names and help are needed.
+    """
     parser = _Parser(
         prog="loopauth",
         description="OAuth2 tokens through the system browser and a loopback listener.",
@@ -211,11 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate-refresh-tokens", action="store_true")
     p.set_defaults(func=commands.cmd_emulator)
 
-    from .. import plugin_manager
+    if plugin_commands is None:
+        from .. import plugin_manager
 
-    for extra in plugin_manager.commands().values():
+        plugin_commands = plugin_manager.commands()
+    for extra in plugin_commands.values():
         if extra.name in sub.choices:
-            log.warning("a plugin's command %r clashes with a built-in one; ignored", extra.name)
+            import logging
+
+            logging.getLogger("loopauth").warning(
+                "a plugin's command %r clashes with a built-in one; ignored", extra.name
+            )
             continue
         p = command(extra.name, extra.help, extra.run)
         if extra.configure is not None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
 
+from ..store import Store
 from ..token import Token
 from .output import when
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the light commands (status, providers) more than their work
+    from typing import Any
 
 COLUMNS = ("PROVIDER", "ACCOUNT", "LABEL", "ACCESS TOKEN", "REFRESH TOKEN", "SCOPES", "STORE")
 WIDTHS = (14, 22, 22, 30, 30, 24)  # the last column takes what it needs
@@ -29,12 +34,16 @@ def _refresh_state(token: Token) -> str:
     return when(token.refresh_expires_at)
 
 
-def show_status(config: Any, names: list[str], *, as_json: bool) -> int:
+def show_status(
+    names: list[str],
+    errors: dict[str, str],
+    store_of: Callable[[str], Store],
+    *,
+    as_json: bool,
+) -> int:
     """Print every stored account of `names`; return 2 for a broken provider, 6 for damage."""
-    from ..stores import open_store
-
     out = sys.stdout
-    broken = {name: config.errors[name] for name in names if name in config.errors}
+    broken = {name: errors[name] for name in names if name in errors}
     for error in broken.values():
         print(f"loopauth: {error}", file=sys.stderr)
     damaged = 0
@@ -46,10 +55,9 @@ def show_status(config: Any, names: list[str], *, as_json: bool) -> int:
         out.write(_row(COLUMNS) + "\n")
     now = time.time()
     for name in names:
-        provider = config.providers.get(name)
-        if provider is None:
+        if name in broken:
             continue
-        store = open_store(provider)
+        store = store_of(name)
         default = store.get_default(name)
         where = store.describe()
         shown = 0
