@@ -27,7 +27,20 @@ Two `LOOPAUTH_HOME`s with the same provider: one holds only account `shop-05000`
 seeded through `TokenStore(home).save_many` (or `save` in a loop where that does not exist),
 valid for years. `loopauth --config CFG token --account shop-05000` (by id) and
 `--account "Shop 5000"` (by label) are timed in both homes (wheel venv), interleaved; the row
-is the 10,000-account home against the one-account home. Target: ≤ 1.2x, both rows."""
+is the 10,000-account home against the one-account home. Target: ≤ 1.2x, both rows.
+A third row: `loopauth status` over the 10,000 accounts (the whole table, on a pipe) against a
+script that reads and parses the same 10,000 token files by hand (`json.loads` of each, sorted
+listing), both in the wheel venv. Target: ≤ 1.5x."""
+
+BY_HAND = """\
+import json, os, sys
+folder = sys.argv[1]
+for name in sorted(os.listdir(folder)):
+    if name.endswith(".json"):
+        with open(os.path.join(folder, name), "rb") as f:
+            json.loads(f.read())
+"""
+STATUS_TARGET = Target("<=", 1.5)
 
 TARGET = Target("<=", 1.2)
 COUNT = 10_000
@@ -83,6 +96,11 @@ def run(ctx: Context) -> list[Row]:
         "many-id": ([*base, by_id], child_env(many)),
         "one-label": ([*base, by_label], child_env(one)),
         "many-label": ([*base, by_label], child_env(many)),
+        "by-hand": (
+            [venv.python, "-c", BY_HAND, str(many / "tokens" / "emu")],
+            child_env(many),
+        ),
+        "status": ([venv.loopauth, "--config", str(config), "status"], child_env(many)),
     }
     rounds = split_rounds(max(6, ctx.runs // 2), 5)
     ctx.log(f"accounts: {sum(rounds)} runs of each lookup")
@@ -105,5 +123,14 @@ def run(ctx: Context) -> list[Row]:
             times["one-label"],
             times["many-label"],
             target=TARGET,
+        ),
+        ratio_row(
+            NAME,
+            "`status` over 10,000 accounts vs reading and parsing them by hand",
+            "10,000 files read + json.loads",
+            "`loopauth status`, 10,000 rows",
+            times["by-hand"],
+            times["status"],
+            target=STATUS_TARGET,
         ),
     ]

@@ -64,10 +64,14 @@ def refusal(path: str, why: str, what: str = "") -> UnsafePath:
     return UnsafePath(f"{name} {why}; loopauth does not trust it: {fix}")
 
 
-def check(path: str, what: str = "") -> None:
-    """Raise UnsafePath unless `path` and its folder are this user's and writable only by them."""
-    for target, follow in ((path, False), (os.path.dirname(os.path.abspath(path)), True)):
-        why = problem(target, follow=follow)
+def check(path: str, what: str = "", *, follow: bool = False) -> None:
+    """Raise UnsafePath unless `path` (and, unless it is a followed folder, its folder) is this
+    user's and writable only by them."""
+    targets = [(path, follow)]
+    if not follow:
+        targets.append((os.path.dirname(os.path.abspath(path)), True))
+    for target, follows in targets:
+        why = problem(target, follow=follows)
         if why:
             raise refusal(target, why, what if target == path else "the folder")
 
@@ -270,21 +274,42 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
 def read(path: str, limit: int, what: str = "", *, folder: bool = True) -> bytes:
     """Read at most `limit` + 1 bytes of a file after checking it (and its `folder`) are private.
 
-    The file is opened without following links, so what was checked is what is read.
+    The file is opened without following links and checked through that descriptor, so what
+    was checked is what is read (and one system call fewer than lstat-then-open: `status`
+    reads 10,000 of these).
     """
     if folder:
-        check(path, what)
-    else:
-        why = problem(path)
+        check(os.path.dirname(os.path.abspath(path)), "the folder", follow=True)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError) and POSIX and os.path.islink(path):
+            raise refusal(path, "is a symbolic link", what) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        why = problem_of(st)
         if why:
             raise refusal(path, why, what)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as f:
-        return f.read(limit + 1)
+        chunks = []
+        size = 0
+        want = min(limit + 1, st.st_size + 1)  # one read for a file that does not change
+        while size <= limit:
+            chunk = os.read(fd, want)
+            chunks.append(chunk)
+            size += len(chunk)
+            if len(chunk) < want:  # a short read of a regular file is its end
+                break
+            want = limit + 1 - size
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _stuck(path: str, timeout: float) -> str:
