@@ -228,8 +228,11 @@ def secure_dir(path: str, *, follow: bool = False) -> None:
         os.chmod(path, 0o700)
 
 
-def write(path: str, data: bytes) -> None:
-    """Write `data` to `path` atomically: a 0600 temp file beside it, fsync, os.replace."""
+def write(path: str, data: bytes, *, sync_folder: bool = True) -> None:
+    """Write `data` to `path` atomically: a 0600 temp file beside it, fsync, os.replace.
+
+    Without `sync_folder` the caller syncs the folder itself (once for a batch: `sync`).
+    """
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -247,6 +250,12 @@ def write(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+    if sync_folder:
+        _fsync_dir(folder)
+
+
+def sync(folder: str) -> None:
+    """Make the renames in `folder` durable (after writes with `sync_folder=False`)."""
     _fsync_dir(folder)
 
 

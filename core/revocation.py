@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from . import oauth, redact, transport
 from .errors import ProviderError
 from .provider import Provider
 from .token import Token
-from .urls import check_url, safe_url
+from .urls import check_url, origin, safe_url
 
 __all__ = ["revocation_endpoint", "revoke"]
 
@@ -44,8 +44,9 @@ def revoke(provider: Provider, token: Token) -> bool:
     if url is None:
         return False
     issued = [v for k in ("token_endpoint", "issuer") if (v := token.bound_to.get(k))]
-    if issued and _host(url) not in {_host(v) for v in issued}:
-        # The revocation URL is not part of what a token is bound to; its host must be.
+    if issued and origin(url) not in {origin(v) for v in issued}:
+        # The revocation URL is not part of what a token is bound to; its origin must be (a
+        # server on another port would answer 200 to any token, RFC 7009 §2.2).
         raise ProviderError(
             f"{provider.name}: the revocation endpoint {safe_url(url)} is not on the server "
             f"that issued the token ({safe_url(issued[0])}); loopauth sent nothing"
@@ -129,10 +130,3 @@ def _error_code(body: bytes, secrets: tuple[str | None, ...]) -> str | None:
     if any(secret and (secret in error or error in secret) for secret in secrets):
         return None
     return error
-
-
-def _host(url: str) -> str:
-    try:
-        return (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        return ""

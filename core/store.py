@@ -384,17 +384,26 @@ class TokenStore(Store):
         for token in tokens:
             if not token.provider:
                 raise ValueError("a token needs its provider before it is stored")
+            if token.provider not in added:
+                self.accounts(token.provider)  # an index of what was there, before adding
+                added[token.provider] = {}
             path = self.path_for(token.provider, token.account)
+            lock_path = path[: -len(".json")] + ".lock"
             try:
                 with self.lock(token.provider, token.account):
-                    private.write(path, json.dumps(token.to_dict(), indent=2).encode())
+                    data = json.dumps(token.to_dict(), indent=2).encode()
+                    private.write(path, data, sync_folder=False)
             except OSError as exc:
                 raise _write_error(path, exc) from None
             finally:
-                _LOCKS.pop(path[: -len(".json")] + ".lock", None)  # 10,000 open locks: no
-            added.setdefault(token.provider, {})[token.account] = token.account_label
+                _LOCKS.pop(lock_path, None)  # 10,000 open locks: no
+            added[token.provider][token.account] = token.account_label
             count += 1
         for provider, entries in added.items():
+            try:
+                private.sync(self.provider_dir(provider))  # once, not once per token
+            except OSError as exc:
+                raise _write_error(self.provider_dir(provider), exc) from None
             self._update_index(provider, entries)
         return count
 

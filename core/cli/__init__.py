@@ -132,6 +132,10 @@ def _execute(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nloopauth: cancelled", file=sys.stderr)
         return FlowCancelled.exit_code
+    except BrokenPipeError:  # `loopauth status | head -1`: the reader has all it wanted
+        # Python would complain again when it flushes stdout at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except Exception as exc:  # a bug: say where, but not the message, which may hold a secret
         import traceback
 

@@ -23,11 +23,21 @@ def _read(name: str) -> tuple[bytes, float]:
     import stat
 
     fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError("is a folder, not a file")
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device must not hang or flood us
             raise ValueError("is not a regular file")
-        return f.read(MAX_TOKEN_FILE + 1), st.st_mtime
+        # Its size, not 1 MiB, for each of 10,000 small files (a size of 0 may still hold data).
+        want = MAX_TOKEN_FILE + 1 if not 0 < st.st_size <= MAX_TOKEN_FILE else st.st_size + 1
+        chunks, size = [], 0
+        while size < want and (chunk := os.read(fd, want - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), st.st_mtime
+    finally:
+        os.close(fd)  # also when it is a folder: os.fdopen would have left it open
 
 
 def parse_file(provider: Provider, data: bytes, written: float, account: str | None) -> Token:
@@ -101,7 +111,9 @@ def import_files(provider: Provider, store: Store, files: list[str], *, account:
         store.save_many(token for _, token in batch.values())
         if bar is None:
             for name, token in batch.values():
-                who = token.account_label or token.account
+                # The id too: two shops may share a name, and the id is what --account takes.
+                label, account_id = token.account_label, token.account
+                who = f"{label} ({account_id})" if label and label != account_id else account_id
                 say(
                     f"{name}: stored {provider.name} account {who}; access token expires "
                     f"{when(token.expires_at)}"
@@ -117,9 +129,12 @@ def import_files(provider: Provider, store: Store, files: list[str], *, account:
         except OSError as exc:
             failed += 1
             say(f"{shown}: not imported: cannot read it ({exc.strerror or exc})")
-        except (ValueError, ProviderError) as exc:
+        except ValueError as exc:
             failed += 1
             say(f"{shown}: not imported: {exc}")
+        except ProviderError as exc:  # an error answer, or another provider's kind of answer
+            failed += 1
+            say(f"{shown}: not imported: holds no token: {exc}")
         else:
             previous = batch.get(token.account, (None, None))[1]
             if previous is None:

@@ -16,7 +16,14 @@ if TYPE_CHECKING:  # typing costs the light commands (status, providers) more th
     from typing import Any
 
 COLUMNS = ("PROVIDER", "ACCOUNT", "LABEL", "ACCESS TOKEN", "REFRESH TOKEN", "SCOPES", "STORE")
-WIDTHS = (14, 22, 22, 30, 30, 24)  # the last column takes what it needs
+WIDTHS = (
+    14,
+    22,
+    22,
+    35,
+    35,
+    24,
+)  # `... (in 36500 days)` fits  # the last column takes what it needs
 
 
 def _row(cells: tuple[str, ...]) -> str:
