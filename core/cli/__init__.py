@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         code = fastpath.try_token(argv)
         if code is not None:
             return code
-        return _full(argv)
+        code = _full(argv)
+        import gc
+
+        # The process ends next: its last garbage collections would only delay the exit.
+        gc.freeze()
+        return code
     finally:
         fastpath.release()
 
@@ -134,7 +139,9 @@ def _execute(args: argparse.Namespace) -> int:
         return FlowCancelled.exit_code
     except BrokenPipeError:  # `loopauth status | head -1`: the reader has all it wanted
         # Python would complain again when it flushes stdout at exit: point it at nothing.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        stdout = sys.__stdout__
+        if stdout is not None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
         return 141  # what a shell reports for a process ended by SIGPIPE
     except Exception as exc:  # a bug: say where, but not the message, which may hold a secret
         import traceback
