@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import oauth, pages
 from .errors import AccessDenied, FlowCancelled, FlowTimeout, LoopauthError, ProviderError
@@ -19,6 +19,9 @@ from .provider import Provider
 from .store import Store
 from .token import Token
 from .urls import origin, origin_text
+
+if TYPE_CHECKING:
+    from . import browser
 
 log = logging.getLogger("loopauth.flow")
 
@@ -65,6 +68,8 @@ class Flow:
         self._request: oauth.AuthorizationRequest | None = None
         self._listener: Listener | None = None
         self._launch_page: str | None = None
+        self._launcher: browser.Launcher | None = None
+        self._preloading = False
         self._lock = threading.Lock()
         self._done = threading.Event()
 
@@ -101,32 +106,65 @@ class Flow:
         return self.authorization_url
 
     def launch_browser(self) -> bool:
-        """Open the authorization URL in the system browser; return False when none opened."""
+        """Open the authorization URL in the system browser; return False when none opened.
+
+        Returns once the browser is being started, without waiting for it (a browser command
+        may block until the browser is closed); should it then fail, a warning says so.
+        """
         if self.authorization_url is None:
             raise LoopauthError("start() the flow before launching the browser")
-        if (
-            sys.platform.startswith("linux")
-            and not os.environ.get("BROWSER")
-            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-        ):
-            return False  # no desktop: webbrowser would start a text browser in this terminal
+        launcher, self._launcher = self._launcher, None
+        if launcher is None:
+            launcher = self._start_launcher()
+            if launcher is None:
+                return False  # no desktop: webbrowser would start a text browser in this terminal
         from . import browser
         from .errors import UnsafePath
 
         # Never the URL itself on the browser's command line: other users can read it there.
         try:
-            self._launch_page = browser.write_page(self.authorization_url)
+            self._launch_page = browser.write_page(self.authorization_url, launcher.folder())
         except (OSError, UnsafePath) as exc:  # the user still gets the URL on the terminal
+            launcher.cancel()
             log.warning("not opening a browser: cannot write the launch page (%s)", exc)
             return False
         try:
-            opened = browser.open_page(self._launch_page, hide_env=self.provider.secret_env)
-        except BaseException:  # Ctrl+C while a blocking $BROWSER runs
+            opened = launcher.open(self._launch_page)
+        except BaseException:  # Ctrl+C while a blocking $BROWSER runs (an app bundle's)
             browser.remove_page(self._launch_page)
             raise
         if not opened:
             browser.remove_page(self._launch_page)
+        else:
+            self._preload()  # while the browser shows the login
         return opened
+
+    def _start_launcher(self) -> browser.Launcher | None:
+        """Start the browser helper, or return None when there is no desktop to open one on."""
+        if (
+            sys.platform.startswith("linux")
+            and not os.environ.get("BROWSER")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        ):
+            return None
+        from . import browser
+
+        return browser.Launcher(self.provider.secret_env, on_failure=self._browser_failed)
+
+    def _browser_failed(self) -> None:
+        """The helper had the page but could not start a browser (runs in its reaper thread)."""
+        if self.state is State.WAITING_FOR_REDIRECT:
+            log.warning(
+                "%s: no browser could be started; open the URL shown above instead",
+                self.provider.name,
+            )
+
+    def _preload(self) -> None:
+        """Import what the token exchange needs in the background, once, while the user logs in."""
+        if self._preloading:
+            return
+        self._preloading = True
+        threading.Thread(target=oauth.preload, name="loopauth-preload", daemon=True).start()
 
     def wait(
         self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
@@ -136,6 +174,7 @@ class Flow:
             raise LoopauthError("start() the flow before waiting for it")
         limit = self.provider.timeout if timeout is None else float(timeout)
         deadline = time.monotonic() + limit
+        self._preload()
         try:
             while not self._done.is_set():
                 left = deadline - time.monotonic()
@@ -172,7 +211,16 @@ class Flow:
 
         `on_url(url, opened)` shows the URL (default: printed on stderr when no browser opened).
         """
-        url = self.start()
+        # The browser helper starts now, to be ready by the time the URL is (discovery, the
+        # listener); it gets no page, and opens nothing, if start() fails.
+        self._launcher = self._start_launcher() if open_browser else None
+        try:
+            url = self.start()
+        except BaseException:
+            if self._launcher is not None:
+                self._launcher.cancel()
+                self._launcher = None
+            raise
         try:
             opened = self.launch_browser() if open_browser else False
             if on_url is not None:
@@ -221,9 +269,13 @@ class Flow:
 
     def _close(self) -> None:
         self._done.set()
-        from . import browser
+        launcher, self._launcher = self._launcher, None
+        if launcher is not None:  # ended before the browser was launched: it opens nothing
+            launcher.cancel()
+        if self._launch_page is not None:
+            from . import browser
 
-        browser.remove_page(self._launch_page)
+            browser.remove_page(self._launch_page)
         if self._listener is not None:
             # Closing from a separate thread: this may run inside a listener request thread.
             threading.Thread(target=self._listener.close, daemon=True).start()

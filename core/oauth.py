@@ -8,6 +8,7 @@ replace single steps for its providers (`ProviderType.token_request`, ...).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import math
@@ -105,7 +106,6 @@ class AuthorizationRequest:
 def authorization_request(provider: Provider, redirect_uri: str) -> AuthorizationRequest:
     """Build the authorization URL: fresh state (256 bits) and PKCE S256 unless turned off."""
     from authlib.common.urls import add_params_to_uri
-    from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
     url = endpoint(provider, "authorization_endpoint")
     state = secrets.token_urlsafe(32)
@@ -117,7 +117,7 @@ def authorization_request(provider: Provider, redirect_uri: str) -> Authorizatio
         params["scope"] = " ".join(scopes)
     params["state"] = state
     if verifier:
-        params["code_challenge"] = create_s256_code_challenge(verifier)
+        params["code_challenge"] = s256_challenge(verifier)
         params["code_challenge_method"] = "S256"
     params.update(provider.get("auth_params") or {})
     if provider.type.authorization_params is not None:
@@ -125,6 +125,35 @@ def authorization_request(provider: Provider, redirect_uri: str) -> Authorizatio
     return AuthorizationRequest(
         add_params_to_uri(url, list(params.items())), redirect_uri, state, verifier
     )
+
+
+def s256_challenge(verifier: str) -> str:
+    """Return the PKCE S256 code challenge: BASE64URL(SHA256(ASCII(verifier))) (RFC 7636 §4.2).
+
+    What authlib's `create_s256_code_challenge` computes, without importing authlib's OAuth 2
+    package (its server side) before the browser opens.
+    """
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+# What `send` and `transport.request_json` import, in that order.
+PRELOAD = ("authlib.oauth2.auth", "authlib.oauth2.rfc6749.parameters", "requests")
+
+
+def preload() -> None:
+    """Import what a token exchange needs (requests, authlib's pieces) ahead of the exchange.
+
+    Run in a background thread while the user is in the browser, so that the exchange after the
+    redirect does not wait for the imports. A failure is left for the exchange to report.
+    """
+    import importlib
+
+    try:
+        for name in PRELOAD:  # in the order the exchange imports them: no lock-order surprises
+            importlib.import_module(name)
+    except Exception:
+        log.debug("preloading the token exchange's modules failed", exc_info=True)
 
 
 def sensible_time(provider: Provider, key: str, value: object, *, absolute: bool = False) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,10 @@ def test_launch_page_takes_chromium_to_the_login(
     )
     assert proc.stderr is not None
     url = next(line.strip() for line in proc.stderr if line.startswith("http"))
+    # loopauth does not wait for the browser command: it may still be starting.
+    deadline = time.monotonic() + 20
+    while not (record.is_file() and record.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     launched = record.read_text()
     state = parse_qs(urlsplit(url).query)["state"][0]
     assert launched.startswith("file://") and state not in launched
