@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import (
+    REDIS_PASSWORD,
     BenchError,
     Context,
     Row,
@@ -32,11 +33,10 @@ DESCRIPTION = """\
 emulator), timed from process start to exit, against `python -c pass`; both with the
 interpreter of a fresh venv that has the **wheel** installed (not the editable install).
 Target: the file store within 2x. `python -m loopauth token` (file store) and the redis
-(`store: redis://127.0.0.1:PORT/0`, a throwaway `redis-server`) and keyring (`store: keyring`,
-gnome-keyring's Secret Service in a private `dbus-run-session`) stores are measured without a
-target. Those two are reported as skipped while that store type is not available (the login
-is refused with an error naming the store, or the program is missing), and as an error when a
-login with them succeeds but `token` then fails."""
+(`store: redis://:PASSWORD@127.0.0.1:PORT/0`, a throwaway `redis-server`) and keyring
+(`store: keyring`, gnome-keyring's Secret Service in a private `dbus-run-session`) stores are
+measured without a target. Those two are reported as skipped when their program is missing,
+and as an error when a login with them succeeds but `token` then fails."""
 
 TARGET = Target("<=", 2.0)
 # Where `store:` may go in providers.yaml: in the provider (as designed), else top level.
@@ -127,7 +127,7 @@ def run(ctx: Context) -> list[Row]:
             count = int(reply[1:].strip() or 0) if reply.startswith(b":") else 0
             return f"{count} keys" if count else ""
 
-        url = f"redis://127.0.0.1:{port}/0"
+        url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
         commands["redis"] = _prepare_store(ctx, emu.url, url, {}, redis_holds)
     except Skip as exc:
         skipped["redis"] = str(exc)

@@ -490,13 +490,21 @@ def stop_process(proc: subprocess.Popen[Any], name: str, grace: float = 5.0) -> 
         proc.wait()
 
 
-def redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    """Send one RESP command to redis on 127.0.0.1:`port` and return the raw reply line."""
-    payload = f"*{len(args)}\r\n".encode() + b"".join(
+REDIS_PASSWORD = "loopauth-bench-password"  # loopauth refuses a Redis anyone could read
+
+
+def _resp(*args: str) -> bytes:
+    return f"*{len(args)}\r\n".encode() + b"".join(
         f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
     )
+
+
+def redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
+    """Send one RESP command (after AUTH) to redis on 127.0.0.1:`port`; return the raw reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(payload)
+        s.sendall(_resp("AUTH", REDIS_PASSWORD))
+        s.recv(4096)  # +OK
+        s.sendall(_resp(*args))
         return s.recv(4096)
 
 
@@ -509,7 +517,11 @@ def redis_server(folder: Path) -> Iterator[int]:
     for _attempt in range(5):
         port = free_port()
         proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                exe,
+                *("--port", str(port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD),
+            ],
             cwd=folder,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

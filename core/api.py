@@ -151,11 +151,9 @@ def ensure_fresh(
         except ProviderError as exc:
             if not exc.grant_rejected:
                 raise
-            reason = exc.error or "invalid_grant"
-            if exc.description:
-                reason = f"{reason}: {exc.description}"
             # Remembered, so that nobody asks the provider again with a token it called dead.
-            token.dead = reason[:200]
+            token = _copy(token)  # a store may hand out what it cached: never change that
+            token.dead = _rejection(exc, token, provider)
             store.save(token)
             hint = getattr(exc, "hint", None)  # a plugin's word on what the code means
             raise NoTokenError(
@@ -168,6 +166,22 @@ def ensure_fresh(
     return new
 
 
+def _copy(token: Token) -> Token:
+    return Token.from_dict(token.to_dict())
+
+
+def _rejection(exc: ProviderError, token: Token, provider: Provider) -> str:
+    """Return what to remember of a rejection: printable, short, and never a secret it echoed."""
+    reason = exc.error or "invalid_grant"
+    if exc.description:
+        reason = f"{reason}: {exc.description}"
+    reason = "".join(c if c.isascii() and c.isprintable() else "?" for c in reason)[:200]
+    secrets = (token.refresh_token, token.access_token, provider.client_secret)
+    if any(s and len(s) >= 8 and s in reason for s in secrets):  # shorter ones: no secrets
+        reason = "".join(c for c in (exc.error or "invalid_grant") if c.isalnum() or c in "._-")
+    return reason or "invalid_grant"
+
+
 def _bind_on_first_use(provider: Provider, token: Token, store: Store) -> None:
     """Record who issued a token saved by an older version, from the settings alone."""
     import logging
@@ -177,7 +191,7 @@ def _bind_on_first_use(provider: Provider, token: Token, store: Store) -> None:
 
     try:
         with store.lock(provider.name, token.account):
-            latest = store.read(provider.name, token.account)
+            latest = _copy(store.read(provider.name, token.account))
             if not latest.bound_to:
                 # No network here: endpoints only discovery knows are bound at the next refresh.
                 latest.bound_to = oauth.binding(provider, network=False)

@@ -48,6 +48,9 @@ class Config:
     errors: dict[str, ConfigError] = field(default_factory=dict)
     plugins: Mapping[str, ProviderType] = field(default_factory=dict)
     env_used: dict[str, str | None] = field(default_factory=dict)
+    # (mtime_ns, size) of the file as it was read: a cache of this config is keyed on these,
+    # not on a stat taken later, when the file may already hold something else.
+    read_stamp: tuple[int, int] | None = None
 
     def names(self) -> list[str]:
         """Return every configured provider name, broken ones included."""
@@ -263,13 +266,19 @@ def _check_store(
     stype = type_for(url, types)
     if stype is None:
         scheme, sep, _ = url.partition("://")
-        # Never the whole value: a URL can hold a password.
-        what = f"{scheme}://..." if sep else url
+        # Never the whole value: a URL (or a mistyped one) can hold a password.
+        if sep:
+            what = repr(f"{scheme}://...")
+        elif NAME_RE.fullmatch(url):
+            what = repr(url)
+        else:
+            what = "(neither a store name nor a URL with ://)"
         schemes = sorted({s + "://" for t in types.values() for s in t.schemes})
         raise doc.error(
             snode,
             f"{prefix}.store",
-            f"unknown store {what!r}{'' if sep else _did_you_mean(url, list(types))}; "
+            f"unknown store {what}"
+            f"{_did_you_mean(url, list(types)) if what == repr(url) else ''}; "
             f"installed: {', '.join(sorted(types))}"
             + (f" (URLs: {', '.join(schemes)})" if schemes else ""),
         )
@@ -317,11 +326,13 @@ def load(explicit: str | None = None) -> Config:
             + "); pass --config FILE or set LOOPAUTH_CONFIG"
         )
     path, origin = found
-    data = read_file(path)
+    data, stamp = read_stamped(path)
     if origin == paths.CURRENT_FOLDER:
         require_trust(path, data)
     log.debug("using %s (from %s)", path, origin)
-    return parse_bytes(data, path)
+    config = parse_bytes(data, path)
+    config.read_stamp = stamp
+    return config
 
 
 def parse_bytes(data: bytes, path: str) -> Config:
@@ -335,20 +346,26 @@ def parse_bytes(data: bytes, path: str) -> Config:
 
 def read_file(path: str) -> bytes:
     """Read a providers.yaml, refusing one over the size cap before anything parses it."""
+    return read_stamped(path)[0]
+
+
+def read_stamped(path: str) -> tuple[bytes, tuple[int, int]]:
+    """Read a providers.yaml; also return its (mtime_ns, size) from the descriptor read."""
     import stat
 
     try:
         # Non-blocking open, then a check on the same descriptor: a FIFO never hangs us.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise ConfigError("is not a regular file", file=path)
             data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read ({exc.strerror})", file=path) from None
     if len(data) > MAX_BYTES:
         raise ConfigError(f"is larger than {MAX_BYTES // 1024} KiB; refused", file=path)
-    return data
+    return data, (st.st_mtime_ns, st.st_size)
 
 
 def require_trust(path: str, data: bytes) -> None:

@@ -90,9 +90,7 @@ def lock(path: str, timeout: float) -> Lock:
     elif why:  # opening it would truncate (or lock) whatever it points to
         raise refusal(path, why, "lock file")
     if not POSIX:
-        from filelock import FileLock
-
-        return FileLock(path, timeout=timeout, mode=0o600)  # type: ignore[return-value]
+        return _FileLockLock(path, timeout)
     return FlockLock(path, timeout)
 
 
@@ -117,6 +115,29 @@ class Lock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class _FileLockLock(Lock):
+    """filelock where flock(2) does not exist (Windows); its Timeout becomes LockTimeout."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        from filelock import FileLock
+
+        self.path, self.timeout = path, timeout
+        self._lock = FileLock(path, timeout=timeout, mode=0o600)
+
+    def acquire(self) -> None:
+        """Wait for the lock (raises LockTimeout)."""
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise LockTimeout(_stuck(self.path, self.timeout)) from None
+
+    def release(self) -> None:
+        """Release one acquisition."""
+        self._lock.release()
 
 
 class FlockLock(Lock):

@@ -43,7 +43,9 @@ def revoke(provider: Provider, token: Token) -> bool:
     url = revocation_endpoint(provider)
     if url is None:
         return False
-    issued = [v for k in ("token_endpoint", "issuer") if (v := token.bound_to.get(k))]
+    # A token saved before binding existed is checked against today's settings instead.
+    bound = token.bound_to or oauth.binding(provider)
+    issued = [v for k in ("token_endpoint", "issuer") if (v := bound.get(k))]
     if issued and origin(url) not in {origin(v) for v in issued}:
         # The revocation URL is not part of what a token is bound to; its origin must be (a
         # server on another port would answer 200 to any token, RFC 7009 §2.2).

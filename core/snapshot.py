@@ -2,8 +2,8 @@
 load them (importlib.metadata, pluggy and the plugins cost 5x a bare interpreter start).
 
 The snapshot is rebuilt whenever the full plugin manager has loaded. It is keyed by loopauth's
-version, $LOOPAUTH_LOAD_PLUGINS, every sys.path entry with its modification time (installing or
-removing a distribution changes its folder's) and the loaded plugins' own files.
+version, $LOOPAUTH_LOAD_PLUGINS, every sys.path entry but the first with its modification time
+(installing or removing a distribution changes its folder's) and the loaded plugins' own files.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ VERSION = 1
 
 def _key() -> list[object]:
     entries: list[object] = [__version__, os.environ.get("LOOPAUTH_LOAD_PLUGINS")]
-    for entry in sys.path:
+    # sys.path[0] is the script's folder (`loopauth`) or the current one (`python -m`): it
+    # differs between the two ways of starting and changes with every file written in the
+    # current folder, and plugins are installed into site-packages, not there.
+    for entry in sys.path[1:]:
         try:
             entries.append([entry, os.stat(entry or ".").st_mtime_ns])
         except OSError:
@@ -33,7 +36,7 @@ def key_digest() -> str:
 
 
 def _path() -> str:
-    key = private.sha256(json.dumps(sys.path).encode())[:16]
+    key = private.sha256(json.dumps(sys.path[1:]).encode())[:16]
     return os.path.join(paths.home(), "cache", f"plugins-{key}.json")
 
 

@@ -309,7 +309,7 @@ class TokenStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return
         self._check_folder(folder)
-        index: dict[str, str | None] | None = None
+        stems: dict[str, str] | None = None
         for name in names:
             path = os.path.join(folder, name)
             try:
@@ -317,10 +317,10 @@ class TokenStore(Store):
             except FileNotFoundError:  # logged out by another process meanwhile
                 continue
             except StoreError as exc:
-                if index is None:  # only for damaged files: the index knows their account id
-                    index = self.accounts(provider)
+                if stems is None:  # only for damaged files: the index knows their account id
+                    stems = {file_stem(i): i for i in self.accounts(provider)}
                 stem = name[: -len(".json")]
-                account_id = next((i for i in index if file_stem(i) == stem), stem)
+                account_id = stems.get(stem, stem)
                 yield Entry(account_id, None, str(exc))
                 continue
             yield Entry(token.account, token)
@@ -381,36 +381,42 @@ class TokenStore(Store):
         """Write many tokens, then update each provider's index once (10,000 stay cheap)."""
         added: dict[str, dict[str, str | None]] = {}
         count = 0
-        for token in tokens:
-            if not token.provider:
-                raise ValueError("a token needs its provider before it is stored")
-            if token.provider not in added:
-                self.accounts(token.provider)  # an index of what was there, before adding
-                added[token.provider] = {}
-            path = self.path_for(token.provider, token.account)
-            lock_path = path[: -len(".json")] + ".lock"
-            try:
-                with self.lock(token.provider, token.account):
-                    data = json.dumps(token.to_dict(), indent=2).encode()
-                    private.write(path, data, sync_folder=False)
-            except OSError as exc:
-                raise _write_error(path, exc) from None
-            finally:
-                _LOCKS.pop(lock_path, None)  # 10,000 open locks: no
-            added[token.provider][token.account] = token.account_label
-            count += 1
-        for provider, entries in added.items():
-            try:
-                private.sync(self.provider_dir(provider))  # once, not once per token
-            except OSError as exc:
-                raise _write_error(self.provider_dir(provider), exc) from None
-            self._update_index(provider, entries)
+        try:
+            for token in tokens:
+                if not token.provider:
+                    raise ValueError("a token needs its provider before it is stored")
+                if token.provider not in added:
+                    self.accounts(token.provider)  # an index of what was there, before adding
+                    added[token.provider] = {}
+                path = self.path_for(token.provider, token.account)
+                lock_path = path[: -len(".json")] + ".lock"
+                try:
+                    with self.lock(token.provider, token.account):
+                        data = json.dumps(token.to_dict(), indent=2).encode()
+                        private.write(path, data, sync_folder=False)
+                except OSError as exc:
+                    raise _write_error(path, exc) from None
+                finally:
+                    _LOCKS.pop(lock_path, None)  # 10,000 open locks: no
+                added[token.provider][token.account] = token.account_label
+                count += 1
+        finally:  # interrupted or failed: what was written is indexed all the same
+            for provider, entries in added.items():
+                if entries:
+                    try:
+                        private.sync(self.provider_dir(provider))  # once, not once per token
+                    except OSError as exc:
+                        raise _write_error(self.provider_dir(provider), exc) from None
+                    self._update_index(provider, entries)
         return count
 
     def remove(self, provider: str, account_id: str) -> bool:
         """Delete one account's token file and its index entry (and the default, if it was)."""
         path = self.path_for(provider, account_id)
         with self.lock(provider, account_id):
+            # Unindexed first: interrupted here, the file is still found by its id (and status
+            # lists it), rather than an index naming a token that is gone.
+            self._update_index(provider, {}, removed=account_id)
             try:
                 os.unlink(path)
                 found = True
@@ -418,7 +424,6 @@ class TokenStore(Store):
                 found = False
             except OSError as exc:
                 raise StoreWriteError(f"cannot delete {path}: {exc.strerror or exc}") from None
-        self._update_index(provider, {}, removed=account_id)
         if self.get_default(provider) == account_id:
             self.set_default(provider, None)
         return found
@@ -457,12 +462,15 @@ class TokenStore(Store):
     # -- the index --------------------------------------------------------------------------------
 
     def _needs_indexing(self, path: str, token: Token) -> bool:
-        """Return True unless the account is already stored under the same label."""
+        """Return True unless the account is indexed, and stored under the same label."""
         try:
             previous = self.read_file(path)
         except (FileNotFoundError, StoreError):
             return True
-        return previous.account_label != token.account_label
+        if previous.account_label != token.account_label:
+            return True
+        # An index that missed it (a write interrupted long ago) is repaired here.
+        return token.account not in self.accounts(token.provider)
 
     def _update_index(
         self, provider: str, entries: dict[str, str | None], removed: str | None = None

@@ -189,6 +189,14 @@ def validate(url: str, options: Mapping[str, Any]) -> str | None:
     key = options.get("encryption_key")
     if key is not None and (problem := key_problem(key)):
         return problem
+    if key is None and not where.password:
+        # Any local user (any host, for one that is not loopback) could read every token, and
+        # plant one that this store would hand out as ours.
+        return (
+            f"the Redis at {where.address} would be open to anyone who can reach it: give it a "
+            "password (requirepass; redis://:${PASSWORD}@host), or set "
+            "store_options.encryption_key"
+        )
     if where.scheme == "redis" and key is None and not is_loopback_host(where.host):
         return (
             f"plain redis:// to {where.address} would send tokens across the network in clear; "

@@ -481,3 +481,33 @@ def test_a_3_second_token_is_not_refreshed_on_every_call(
     assert result.stdout.strip() != first.access_token
     assert result.stdout.strip() == store.read("emu", "user-1").access_token
     assert run(config, "token").stdout == result.stdout and refreshes(emulator) == 1
+
+
+def test_an_interrupted_save_many_still_indexes_what_it_wrote(isolated: Path) -> None:
+    store = TokenStore()
+    store.save(token(100))
+
+    def tokens() -> Iterator[Token]:
+        for i in range(10):
+            if i == 4:
+                raise KeyboardInterrupt  # Ctrl+C in the middle of an import
+            yield token(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        store.save_many(tokens())
+    fresh = TokenStore()  # another process: reads the index from disk
+    assert len(fresh.accounts("emu")) == 5
+    assert fresh.find("emu", token(2).account_label).account_id == token(2).account_id
+
+
+def test_refresh_all_reports_a_dead_account_even_before_it_expires(
+    config: Path, isolated: Path
+) -> None:
+    dead = token(1)
+    dead.refresh_token, dead.dead = "r", "invalid_grant"
+    TokenStore().save(dead)
+    out = cli("--config", str(config), "refresh", "--all", "emu")
+    assert out.returncode == 6, out.stderr
+    assert (
+        "run: loopauth login emu --account" in out.stderr and "0 refreshed, 1 failed" in out.stderr
+    )

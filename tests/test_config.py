@@ -343,3 +343,18 @@ def test_token_params_cannot_set_what_loopauth_sends(tmp_path: Path) -> None:
     out = cli("--config", str(cfg), "token")
     assert out.returncode == 2, out.stderr
     assert "token_params: must not set 'grant_type'; loopauth sets it itself" in out.stderr
+
+
+def test_a_mistyped_store_url_never_shows_its_password(tmp_path: Path, isolated: Path) -> None:
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "providers:\n  emu:\n    issuer: https://a.example\n    client_id: c\n"
+        "    store: ${STORE_URL}\n"
+    )
+    env = {"STORE_URL": "redis:/:S3cretPassw0rd@cache.internal"}  # one slash short
+    out = cli("--config", str(cfg), "providers", env=env)
+    assert out.returncode == 2 and "unknown store (neither a store name nor a URL" in out.stdout
+    assert "S3cretPassw0rd" not in out.stdout + out.stderr
+    cached = "".join(p.read_text() for p in isolated.rglob("config-*.json"))
+    assert cached  # the cache was written, and holds the error, but not the password
+    assert "S3cretPassw0rd" not in cached

@@ -355,7 +355,8 @@ def test_a_rejected_refresh_token_means_log_in_again(
     stored("bad")
     out = cli("--config", str(cfg), "token")
     assert out.returncode == 6, out.stderr
-    assert "rejected the refresh token of me (invalid_grant: \\x1b]0;x\\x07revoked)" in out.stderr
+    # Remembered as printable text only: the control characters are gone, not just escaped.
+    assert "rejected the refresh token of me (invalid_grant: ?]0;x?revoked)" in out.stderr
     assert out.stderr.rstrip().endswith("run: loopauth login bad --account me")
     assert "old-refresh" not in out.stderr and "\x1b" not in out.stderr
     assert len(garbage.log) == 1
@@ -367,3 +368,27 @@ def test_a_rejected_refresh_token_means_log_in_again(
     assert "dead: log in again" in status.stdout and "\x1b" not in status.stdout
     kept = TokenStore().find("bad", "me")
     assert (kept.access_token, kept.refresh_token) == ("old-access", "old-refresh")
+
+
+def test_a_rejection_that_echoes_the_refresh_token_is_not_remembered_with_it(
+    garbage: Garbage, tmp_path: Path, isolated: Path
+) -> None:
+    garbage.answer = lambda r: Response(
+        400, {"error": "invalid_grant", "error_description": "old-refresh is revoked"}
+    )
+    cfg = write_config(
+        tmp_path / "p.yaml",
+        f"""
+        providers:
+          bad:
+            authorization_endpoint: {garbage.url}/authorize
+            token_endpoint: {garbage.url}/token
+            client_id: c
+    """,
+    )
+    stored("bad")
+    out = cli("--config", str(cfg), "token")
+    assert out.returncode == 6 and "old-refresh" not in out.stderr
+    assert TokenStore().find("bad", "me").dead == "invalid_grant"
+    again = cli("--config", str(cfg), "status", "--json")
+    assert "old-refresh" not in again.stdout

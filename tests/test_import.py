@@ -153,7 +153,10 @@ def test_the_chilkat_samples_saved_answer_from_a_real_login(
     imported = run(cfg, "import", SHOP, str(CHILKAT_FILE))
     assert imported.returncode == 0, imported.stderr
     assert f"stored {SHOP} account {SELLER} ({OPEN_ID}); access token expires" in imported.stderr
-    assert "1 stored, 0 kept (newer ones already stored), 0 failed, of 1 files" in imported.stderr
+    assert (
+        "1 stored, 0 kept (a token at least as new was there), 0 failed, of 1 files"
+        in imported.stderr
+    )
     data = answer["data"]
     token = stored(SHOP, data["open_id"])
     assert (token.account_id, token.account_label) == (OPEN_ID, SELLER)
@@ -290,6 +293,24 @@ def test_relative_expiry_counts_from_when_the_file_was_written(
     no_secrets(result.stdout + result.stderr, answer)
 
 
+def test_a_replayed_response_never_undoes_a_rotated_refresh_token(
+    cfg: Path, tmp_path: Path
+) -> None:
+    """A copied file or stdin looks new by its date: the stored token is kept unless --replace."""
+    first = {"access_token": "a-first", "expires_in": 3600, "refresh_token": "r-first"}
+    assert run(cfg, "import", "emu", str(write_json(tmp_path / "a.json", first))).returncode == 0
+    rotated = stored("emu", "default")
+    rotated.refresh_token, rotated.access_token = "r-NEW-rotated", "a-NEW"
+    TokenStore().save(rotated)  # what a refresh with rotation left
+    replay = run(cfg, "import", "emu", "-", input=json.dumps(first))
+    assert replay.returncode == 0, replay.stderr
+    assert "already has a token that is not older (use --replace" in replay.stderr
+    assert stored("emu", "default").refresh_token == "r-NEW-rotated"
+    forced = run(cfg, "import", "emu", "-", "--replace", input=json.dumps(first))
+    assert forced.returncode == 0 and "replaced the stored token of" in forced.stderr
+    assert stored("emu", "default").refresh_token == "r-first"
+
+
 # -- several files, some of them broken ---------------------------------------------------------
 
 
@@ -330,7 +351,10 @@ def test_each_file_is_reported_and_a_bad_one_does_not_stop_the_rest(
     assert "not a regular file" in reason["fifo"] or "directory" in reason["fifo"]
     assert "No such file" in reason["missing"]
     assert "is a folder" in reason["folder"]
-    assert "2 stored, 0 kept (newer ones already stored), 6 failed, of 8 files" in result.stderr
+    assert (
+        "2 stored, 0 kept (a token at least as new was there), 6 failed, of 8 files"
+        in result.stderr
+    )
     assert stored(SHOP, "7010736057180300001").account_label == "Shop 1"
     assert stored(SHOP, "7010736057180300002").account_label == "Shop 2"
     assert len(TokenStore().accounts(SHOP)) == 2
@@ -368,7 +392,10 @@ def test_folders_among_the_files_leak_no_file_descriptors(cfg: Path, tmp_path: P
     )
     assert result.returncode == 2
     assert f"{good}: stored {SHOP} account {SELLER}" in result.stderr, result.stderr[-600:]
-    assert "1 stored, 0 kept (newer ones already stored), 80 failed, of 81 files" in result.stderr
+    assert (
+        "1 stored, 0 kept (a token at least as new was there), 80 failed, of 81 files"
+        in result.stderr
+    )
 
 
 def test_standard_input(cfg: Path, tmp_path: Path) -> None:
@@ -395,8 +422,11 @@ def test_a_newer_stored_token_is_kept(cfg: Path, tmp_path: Path) -> None:
     assert run(cfg, "import", SHOP, str(write_json(tmp_path / "new.json", newer))).returncode == 0
     result = run(cfg, "import", SHOP, str(write_json(tmp_path / "old.json", older)))
     assert result.returncode == 0, result.stderr
-    assert f"the stored token of {OPEN_ID} is newer; kept" in result.stderr
-    assert "0 stored, 1 kept (newer ones already stored), 0 failed, of 1 files" in result.stderr
+    assert f"{OPEN_ID} already has a token that is not older" in result.stderr
+    assert (
+        "0 stored, 1 kept (a token at least as new was there), 0 failed, of 1 files"
+        in result.stderr
+    )
     assert stored(SHOP, OPEN_ID).access_token == newer["data"]["access_token"]
 
     # In one run too: the newer of two files for one account wins, whatever their order.
@@ -494,7 +524,9 @@ def test_10000_files_in_bounded_memory_with_a_progress_bar(
     assert len(store.accounts(SHOP)) == 10_000
     assert store.read(SHOP, "7010736057180309999").account_label == "Shop 9999"
     out = outputs[10_000]
-    assert "10000 stored, 0 kept (newer ones already stored), 0 failed, of 10000 files" in out
+    assert (
+        "10000 stored, 0 kept (a token at least as new was there), 0 failed, of 10000 files" in out
+    )
     # On a terminal: tqdm's bar (percentages, the bar's edges, the rate), not 10,000 lines.
     assert "%|" in out and "file/s" in out and "/10000 [" in out
     assert out.count("stored tiktok-shop account") == 0

@@ -319,9 +319,11 @@ from loopauth.emulator import browse
 page = sys.argv[1]
 path = page[len("file://"):]
 st, folder = os.stat(path), os.stat(os.path.dirname(path))
-json.dump({"argv": sys.argv, "env": sorted(os.environ), "page": open(path).read(),
-           "mode": stat.S_IMODE(st.st_mode), "dir_mode": stat.S_IMODE(folder.st_mode),
-           "path": path}, open(sys.argv[2], "w"))
+with open(sys.argv[2] + ".tmp", "w") as f:
+    json.dump({"argv": sys.argv, "env": sorted(os.environ), "page": open(path).read(),
+               "mode": stat.S_IMODE(st.st_mode), "dir_mode": stat.S_IMODE(folder.st_mode),
+               "path": path}, f)
+os.replace(sys.argv[2] + ".tmp", sys.argv[2])  # whole, before the login can end
 browse(page)
 """
 

@@ -492,8 +492,11 @@ def test_bad_urls_say_why_without_the_password(url: str, problem: str) -> None:
 
 
 def test_good_urls_and_keys() -> None:
-    assert validate("redis://127.0.0.1", {}) is None
-    assert validate("redis://localhost:6380/3", {}) is None
+    assert validate("redis://:pw@127.0.0.1", {}) is None
+    assert validate("redis://:pw@localhost:6380/3", {}) is None
+    # Without a password nor a key, any local user could read and plant tokens.
+    open_to_all = validate("redis://127.0.0.1", {})
+    assert open_to_all is not None and "would be open to anyone who can reach it" in open_to_all
     assert validate("redis://user:pw@[::1]:6379/2", {}) is None
     assert validate("rediss://:pw@redis.example.com:6380/1?ssl_ca_certs=/ca.pem", {}) is None
     where = parse_url("rediss://u:p%40ss@[::1]:6380/2?ssl_ca_certs=/ca.pem")

@@ -326,7 +326,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from .importer import import_files
 
     provider = _config(args).select(args.provider)
-    return import_files(provider, _store_of(provider), args.files, account=args.account)
+    return import_files(
+        provider, _store_of(provider), args.files, account=args.account, replace=args.replace
+    )
 
 
 def cmd_trust(args: argparse.Namespace) -> int:

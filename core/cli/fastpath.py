@@ -38,12 +38,14 @@ def _digest(value: str | None) -> str | None:
 def write_cache(config: Config) -> None:
     """Record what the cached-token path needs from a freshly loaded providers.yaml."""
     try:
-        st = os.stat(config.path)
+        if config.read_stamp is None:  # not loaded from a file: nothing to key a cache on
+            return
+        mtime_ns, size = config.read_stamp
         data = {
             "version": CACHE_VERSION,
             "path": config.path,
-            "mtime_ns": st.st_mtime_ns,
-            "size": st.st_size,
+            "mtime_ns": mtime_ns,
+            "size": size,
             # Digests, not values: some of these variables hold secrets.
             "env": {k: _digest(v) for k, v in config.env_used.items()},
             # Which plugins are installed decides which providers are valid.
@@ -147,9 +149,18 @@ def settings(config_arg: str | None) -> dict[str, object] | None:
         return None
     config_path, origin = found
     if origin == paths.CURRENT_FOLDER:  # an unapproved file: the full CLI says why
+        import stat
+
         from .. import trust
 
-        with open(config_path, "rb") as f:
+        if trust.file_problem(config_path):  # another user's, or open to others
+            return None
+        # Non-blocking, and checked on the descriptor: a FIFO swapped in never hangs us.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(config_path, flags)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             if not trust.is_trusted(config_path, f.read(paths.MAX_CONFIG_BYTES + 1)):
                 return None
     return read_cache(config_path)

@@ -85,8 +85,19 @@ def _names(files: list[str]) -> Iterator[str]:
     yield from files
 
 
-def import_files(provider: Provider, store: Store, files: list[str], *, account: str | None) -> int:
-    """Import each file, reporting each; a bad one does not stop the rest; exit 2 if any failed."""
+def import_files(
+    provider: Provider,
+    store: Store,
+    files: list[str],
+    *,
+    account: str | None,
+    replace: bool = False,
+) -> int:
+    """Import each file, reporting each; a bad one does not stop the rest; exit 2 if any failed.
+
+    An account already stored keeps its token unless the file's is certainly newer (a later
+    absolute expiry) or `replace` says so: the stored one may hold a rotated refresh token.
+    """
     from .output import when
 
     err = sys.stderr
@@ -103,21 +114,25 @@ def import_files(provider: Provider, store: Store, files: list[str], *, account:
         else:
             print(line, file=err, flush=True)
 
-    batch: dict[str, tuple[str, Token]] = {}
+    def stored_line(name: str, token: Token, what: str = "stored") -> None:
+        if bar is not None:
+            return
+        # The id too: two shops may share a name, and the id is what --account takes.
+        label, account_id = token.account_label, token.account
+        who = f"{label} ({account_id})" if label and label != account_id else account_id
+        say(
+            f"{name}: {what} {provider.name} account {who}; access token expires "
+            f"{when(token.expires_at)}"
+        )
+
+    batch: dict[str, tuple[str, Token]] = {}  # new accounts, written together
     stored = failed = kept = 0
 
     def flush() -> None:
         nonlocal stored
         store.save_many(token for _, token in batch.values())
-        if bar is None:
-            for name, token in batch.values():
-                # The id too: two shops may share a name, and the id is what --account takes.
-                label, account_id = token.account_label, token.account
-                who = f"{label} ({account_id})" if label and label != account_id else account_id
-                say(
-                    f"{name}: stored {provider.name} account {who}; access token expires "
-                    f"{when(token.expires_at)}"
-                )
+        for name, token in batch.values():
+            stored_line(name, token)
         stored += len(batch)
         batch.clear()
 
@@ -136,17 +151,35 @@ def import_files(provider: Provider, store: Store, files: list[str], *, account:
             failed += 1
             say(f"{shown}: not imported: holds no token: {exc}")
         else:
-            previous = batch.get(token.account, (None, None))[1]
-            if previous is None:
-                try:
-                    previous = store.read(provider.name, token.account)
-                except LoopauthError:
-                    previous = None
-            if previous is not None and (previous.expires_at or 0) > (token.expires_at or 0):
-                kept += 1
-                say(f"{shown}: not imported: the stored token of {token.account} is newer; kept")
+            if token.account in batch:
+                earlier = batch[token.account][0]
+                if not _newer(token, batch[token.account][1], replace):
+                    kept += 1
+                    say(f"{shown}: not imported: {earlier} holds a newer token of {token.account}")
+                else:
+                    kept += 1
+                    say(f"{earlier}: not imported: {shown} holds a newer token of {token.account}")
+                    batch[token.account] = (shown, token)
             else:
-                batch[token.account] = (shown, token)
+                # Decided and written under the account's lock: a refresh running meanwhile
+                # (its rotated refresh token is the only one that still works) is never undone.
+                with store.lock(provider.name, token.account):
+                    try:
+                        previous: Token | None = store.read(provider.name, token.account)
+                    except LoopauthError:  # none, or damaged: the file's replaces it
+                        previous = None
+                    if previous is None:
+                        batch[token.account] = (shown, token)
+                    elif _newer(token, previous, replace):
+                        store.save(token)
+                        stored += 1
+                        stored_line(shown, token, "replaced the stored token of")
+                    else:
+                        kept += 1
+                        say(
+                            f"{shown}: not imported: {token.account} already has a token that "
+                            "is not older (use --replace to overwrite it)"
+                        )
                 if len(batch) >= BATCH:
                     flush()
         if bar is not None:
@@ -156,8 +189,17 @@ def import_files(provider: Provider, store: Store, files: list[str], *, account:
     if bar is not None:
         bar.close()
     print(
-        f"import: {stored} stored, {kept} kept (newer ones already stored), {failed} failed, "
-        f"of {len(files)} files",
+        f"import: {stored} stored, {kept} kept (a token at least as new was there), "
+        f"{failed} failed, of {len(files)} files",
         file=err,
     )
     return 2 if failed else 0
+
+
+def _newer(token: Token, other: Token, replace: bool) -> bool:
+    """Return True when `token` should replace `other`: asked to, or certainly newer."""
+    if replace:
+        return True
+    if "expires_in" in token.raw:  # dated by a file time: not certain enough to replace
+        return False
+    return (token.expires_at or 0) > (other.expires_at or 0)

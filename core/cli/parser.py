@@ -213,6 +213,11 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
         metavar="NAME",
         help="account id for files that name none (default: `default`)",
     )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite stored tokens even when the file's is not certainly newer",
+    )
     p.set_defaults(func=commands.cmd_import)
 
     p = add(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from ..errors import LoopauthError, UsageError
+from ..errors import LoopauthError, NoTokenError, UsageError
 from ..provider import Provider
 from ..store import Store
 
@@ -86,11 +86,19 @@ def refresh_all(config: Any, provider: str | None, *, force: bool, jobs: int, as
         prov, store, account_id = item
         row: dict[str, Any] = {"provider": prov.name, "account_id": account_id}
         try:
+            stored = store.read(prov.name, account_id)
+            if stored.dead:  # still valid perhaps, but nobody can refresh it: log in again
+                raise NoTokenError(
+                    f"the provider rejected the refresh token ({stored.dead}); "
+                    f"run: loopauth login {prov.name} --account {account_id}"
+                )
             # Not forced unless asked: under the lock, one another process just refreshed counts.
             token = ensure_fresh(prov, account_id, store, force=force)
             row["expires_at"] = token.expires_at
         except LoopauthError as exc:
             row.update(error=str(exc), exit_code=exc.exit_code)
+        except Exception as exc:  # a bug (ours or a plugin's): this account fails, not the run
+            row.update(error=f"internal error {type(exc).__name__}", exit_code=1)
         with lock:
             (failed if "error" in row else done).append(row)
             if bar is not None:
