@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiktok_app import KEY, SECRET, SERVICE
 
 from loopauth.emulator import OAuthEmulator
 from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
 from loopauth.testing import cli, free_port, login, write_config
 from loopauth.token import Token
-
-KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 
 
 def provider_config(path: Path, emulator: OAuthEmulator, extra: str = "") -> Path:

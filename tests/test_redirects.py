@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from tiktok_app import KEY, SECRET, SERVICE
 
 from loopauth.emulator import EmulatorServer, OAuthEmulator, Request, Response
 from loopauth.plugins.tiktok_shop import SHOPS_PATH, TikTokShopAuth, shop_session
 from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
-from loopauth.testing import cli, free_port, login, write_config
+from loopauth.testing import cli, login, write_config
 
-KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 ENV = {"TIKTOK_APP_SECRET": SECRET}
 EXPIRED = {"code": 105002, "message": "Expired credentials", "data": {}, "request_id": "r1"}
 
@@ -50,19 +50,6 @@ class Redirector(EmulatorServer):
             if self.answers:
                 return self.answers.pop(0)
         return Response.redirect(self.target, 307)
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def tiktok(port: int) -> Iterator[TikTokShopEmulator]:
-    with TikTokShopEmulator(
-        app_key=KEY, app_secret=SECRET, service_id=SERVICE, redirect_url=f"http://localhost:{port}/"
-    ) as emu:
-        yield emu
 
 
 @pytest.fixture

@@ -15,21 +15,20 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tiktok_app import SECRET
 
 from loopauth.emulator import OAuthEmulator, Request, Response
 from loopauth.emulator.registry import DEFAULT_USERS
-from loopauth.plugins.tiktok_shop.emulator import REFRESH_PATH, TikTokShopEmulator, tiktok_config
+from loopauth.plugins.tiktok_shop.emulator import REFRESH_PATH, TikTokShopEmulator
 from loopauth.store import TokenStore
-from loopauth.testing import cli, free_port, login, write_config
+from loopauth.testing import cli, login, write_config
 from loopauth.token import Token
 
 ADA, GRACE = DEFAULT_USERS
-KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
 SHOP, OPEN_ID = "tiktok-shop", "7010736057180325637"
 
 
@@ -39,36 +38,8 @@ def app_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def tiktok(port: int) -> Iterator[TikTokShopEmulator]:
-    with TikTokShopEmulator(
-        app_key=KEY, app_secret=SECRET, service_id=SERVICE, redirect_url=f"http://localhost:{port}/"
-    ) as emu:
-        yield emu
-
-
-@pytest.fixture
-def cfg(tmp_path: Path, tiktok: TikTokShopEmulator, emulator: OAuthEmulator, port: int) -> Path:
-    """Two providers: TikTok Shop and a standard one (`emu`), each at its emulator."""
-    extra = f"""\
-  emu:
-    plugin: oauth2
-    issuer: {emulator.url}
-    client_id: loopauth-demo
-    scope: openid profile email
-"""
-    return tiktok_config(
-        tmp_path / "providers.yaml",
-        tiktok.url,
-        port,
-        client_id=KEY,
-        service_id=SERVICE,
-        extra=extra,
-    )
+def cfg(shop_and_emu: Path) -> Path:
+    return shop_and_emu
 
 
 def run(cfg: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:

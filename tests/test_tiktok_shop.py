@@ -8,42 +8,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from tiktok_app import KEY, SECRET, SERVICE, make_emulator
 
 from loopauth.emulator import browse
 from loopauth.plugins.tiktok_shop import TikTokShopAuth, get_authorized_shops, sign
 from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
-from loopauth.testing import cli, free_port, login, write_config
+from loopauth.testing import cli, login, write_config
 from loopauth.token import Token
-
-KEY, SECRET, SERVICE = "test-app-key", "test-app-secret-0077", "7301234567890123456"
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-def make_emulator(port: int, **options: object) -> TikTokShopEmulator:
-    return TikTokShopEmulator(
-        app_key=KEY,
-        app_secret=SECRET,
-        service_id=SERVICE,
-        redirect_url=f"http://localhost:{port}/",
-        **options,
-    )  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def tiktok(port: int) -> Iterator[TikTokShopEmulator]:
-    with make_emulator(port) as emu:
-        yield emu
 
 
 def shop_config(path: Path, emu: TikTokShopEmulator, port: int, extra: str = "") -> Path:
