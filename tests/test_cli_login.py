@@ -226,18 +226,23 @@ def test_refresh_status_logout_cycle(config: Path, isolated: Path, emulator: OAu
     assert "run: loopauth login emu" in out.stderr
 
 
+def offline_access(tmp_path: Path, emu: OAuthEmulator) -> Path:
+    """A providers.yaml for `emu` that asks for a refresh token."""
+    return write_config(
+        tmp_path / "short.yaml",
+        f"""
+        providers:
+          emu:
+            issuer: {emu.url}
+            client_id: loopauth-demo
+            scope: openid offline_access
+    """,
+    )
+
+
 def test_token_refreshes_an_expiring_token_by_itself(tmp_path: Path) -> None:
     with OAuthEmulator(access_token_lifetime=30, rotate_refresh_tokens=True) as emu:
-        cfg = write_config(
-            tmp_path / "short.yaml",
-            f"""
-            providers:
-              emu:
-                issuer: {emu.url}
-                client_id: loopauth-demo
-                scope: openid offline_access
-        """,
-        )
+        cfg = offline_access(tmp_path, emu)
         assert login("--config", str(cfg), "login").returncode == 0
         outputs = []
         for _ in range(2):
@@ -261,16 +266,7 @@ def test_token_refreshes_an_expiring_token_by_itself(tmp_path: Path) -> None:
 def test_a_short_lived_token_is_not_refreshed_on_every_call(tmp_path: Path) -> None:
     # A 4 s token with the default 60 s leeway: refreshed only in its last 2 s, not always.
     with OAuthEmulator(access_token_lifetime=4) as emu:
-        cfg = write_config(
-            tmp_path / "short.yaml",
-            f"""
-            providers:
-              emu:
-                issuer: {emu.url}
-                client_id: loopauth-demo
-                scope: openid offline_access
-        """,
-        )
+        cfg = offline_access(tmp_path, emu)
         assert login("--config", str(cfg), "login").returncode == 0
         first, second = (cli("--config", str(cfg), "token") for _ in range(2))
         assert first.returncode == second.returncode == 0

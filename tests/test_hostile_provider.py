@@ -335,14 +335,9 @@ def test_redirects_from_the_token_endpoint_are_not_followed(
     assert path.read_bytes() == before
 
 
-def test_a_rejected_refresh_token_means_log_in_again(
-    garbage: Garbage, tmp_path: Path, isolated: Path
-) -> None:
-    """invalid_grant, from any provider: exit 6 with the login to run, and remembered."""
-    garbage.answer = lambda r: Response(
-        400, {"error": "invalid_grant", "error_description": "\x1b]0;x\x07revoked"}
-    )
-    cfg = write_config(
+def bad_provider(tmp_path: Path, garbage: Garbage) -> Path:
+    """A providers.yaml whose provider `bad` has its token endpoint on `garbage`."""
+    return write_config(
         tmp_path / "p.yaml",
         f"""
         providers:
@@ -352,6 +347,16 @@ def test_a_rejected_refresh_token_means_log_in_again(
             client_id: c
     """,
     )
+
+
+def test_a_rejected_refresh_token_means_log_in_again(
+    garbage: Garbage, tmp_path: Path, isolated: Path
+) -> None:
+    """invalid_grant, from any provider: exit 6 with the login to run, and remembered."""
+    garbage.answer = lambda r: Response(
+        400, {"error": "invalid_grant", "error_description": "\x1b]0;x\x07revoked"}
+    )
+    cfg = bad_provider(tmp_path, garbage)
     stored("bad")
     out = cli("--config", str(cfg), "token")
     assert out.returncode == 6, out.stderr
@@ -376,16 +381,7 @@ def test_a_rejection_that_echoes_the_refresh_token_is_not_remembered_with_it(
     garbage.answer = lambda r: Response(
         400, {"error": "invalid_grant", "error_description": "old-refresh is revoked"}
     )
-    cfg = write_config(
-        tmp_path / "p.yaml",
-        f"""
-        providers:
-          bad:
-            authorization_endpoint: {garbage.url}/authorize
-            token_endpoint: {garbage.url}/token
-            client_id: c
-    """,
-    )
+    cfg = bad_provider(tmp_path, garbage)
     stored("bad")
     out = cli("--config", str(cfg), "token")
     assert out.returncode == 6 and "old-refresh" not in out.stderr
