@@ -12,7 +12,7 @@ import json
 import os
 
 from . import paths, private
-from .errors import NoTokenError, StoreError, StoreWriteError, UsageError
+from .errors import NoTokenError, StoreError, StoreWriteError, UnsafePath, UsageError
 from .token import Token
 
 TYPE_CHECKING = False
@@ -124,6 +124,15 @@ class Store:
             try:  # an id opens its own file; only a label needs the index
                 return self.read(provider, account)
             except NoTokenError:
+                hinted = self._label_hint(provider, account)
+                if hinted is not None:  # a hint only: the token itself must say so
+                    try:
+                        token = self.read(provider, hinted)
+                    except (NoTokenError, StoreError):
+                        pass
+                    else:
+                        if (token.account_label or "").casefold() == account.casefold():
+                            return token
                 return self.read(provider, self._by_label(provider, account))
         account_id = self._default_or_only(provider)
         try:
@@ -150,6 +159,10 @@ class Store:
         except StoreError:
             pass
         return account
+
+    def _label_hint(self, provider: str, account: str) -> str | None:
+        """Return the one account id a label probably names, cheaply, or None (ask the index)."""
+        return None
 
     def _by_label(self, provider: str, account: str) -> str:
         index = self.accounts(provider)
@@ -208,6 +221,7 @@ _PARSED: dict[str, tuple[tuple[int, ...], object]] = {}
 # while the full CLI (a new TokenStore) refreshes under it.
 _LOCKS: dict[str, private.Lock] = {}
 INDEX = ".index"
+LABELS = ".labels"  # a folder of 256 buckets: casefolded label -> account ids
 DEFAULT = ".default"
 
 
@@ -482,9 +496,14 @@ class TokenStore(Store):
                 accounts = data.get("accounts") if data else None
                 if not isinstance(accounts, dict):
                     accounts = self._rebuild_index(provider)
+                changed = {accounts.get(i) for i in entries} | set(entries.values())
+                if removed is not None:
+                    changed.add(accounts.get(removed))
                 accounts.update(entries)
                 if removed is not None:
                     accounts.pop(removed, None)
+                # Buckets first: a crash in between leaves a hint that reading the token refutes.
+                self._write_labels(provider, accounts, {_bucket(x) for x in changed if x})
                 private.write(path, _index_bytes(accounts))
         except OSError as exc:
             raise _write_error(path, exc) from None
@@ -496,10 +515,49 @@ class TokenStore(Store):
             accounts[entry.account_id] = entry.token.account_label if entry.token else None
         try:
             self.check_writable(provider)
+            self._write_labels(provider, accounts, None)
             private.write(os.path.join(self.provider_dir(provider), INDEX), _index_bytes(accounts))
         except (OSError, StoreError):  # a read-only store still answers, just slower
             pass
         return accounts
+
+    def _write_labels(
+        self, provider: str, accounts: dict[str, str | None], buckets: set[str] | None
+    ) -> None:
+        """Rewrite the label buckets (all, or those named): casefolded label -> account ids.
+
+        A label lookup among 10,000 accounts then reads one bucket of a few dozen, not the
+        whole index. Caller holds the index lock.
+        """
+        folder = os.path.join(self.provider_dir(provider), LABELS)
+        private.own_dir(folder)
+        grouped: dict[str, dict[str, list[str]]] = {}
+        for account_id, label in accounts.items():
+            if label:
+                folded = label.casefold()
+                grouped.setdefault(_bucket(folded), {}).setdefault(folded, []).append(account_id)
+        names = set(grouped) if buckets is None else buckets
+        if buckets is None:  # a rebuild: buckets no label hashes to any more go too
+            for name in os.listdir(folder):
+                if name not in names and not name.startswith("."):
+                    os.unlink(os.path.join(folder, name))
+        for name in names:
+            data = json.dumps(grouped.get(name, {}), separators=(",", ":")).encode()
+            private.write(os.path.join(folder, name), data, sync_folder=False)
+        private.sync(folder)
+
+    def _label_hint(self, provider: str, account: str) -> str | None:
+        """Return the one account id the label's bucket names, or None."""
+        folded = account.casefold()
+        path = os.path.join(self.provider_dir(provider), LABELS, _bucket(folded))
+        try:
+            data = self._cached(path, self._read_json, "label index")
+        except (OSError, StoreError, UnsafePath):
+            return None
+        ids = data.get(folded) if data else None
+        if isinstance(ids, list) and len(ids) == 1 and isinstance(ids[0], str):
+            return ids[0]
+        return None
 
     def entries_without_index(self, provider: str) -> Iterator[Entry]:
         """Yield the readable token files of a provider, without consulting the index."""
@@ -569,6 +627,11 @@ def file_stem(account_id: str) -> str:
     text = "".join(slug).strip("._")[:40] or "account"
     # The hash keeps ids distinct on case-insensitive file systems and after slugging.
     return f"{text}-{private.sha256(account_id.encode())[:10]}"
+
+
+def _bucket(label: str) -> str:
+    """Return the label bucket of a label (casefolded or not: the same bucket either way)."""
+    return private.sha256(label.casefold().encode("utf-8", "surrogatepass"))[:2]
 
 
 def _index_bytes(accounts: dict[str, str | None]) -> bytes:

@@ -211,7 +211,7 @@ def test_save_many_writes_the_index_once(isolated: Path, monkeypatch: pytest.Mon
     elapsed = time.perf_counter() - started
     # (Twice for a provider without an index yet: rebuilt from the folder, then updated.)
     assert written.count(".index") <= 2
-    assert len(written) - written.count(".index") == 300
+    assert len([w for w in written if w.endswith(".json")]) == 300
     assert len(TokenStore().accounts("emu")) == 300
     # A generous bound: ~0.2 s on a quiet disk here, ~0.5 s on a busy one.
     assert elapsed < 2, f"save_many of 300 tokens took {elapsed:.1f} s"
@@ -261,9 +261,11 @@ def test_an_id_lookup_opens_only_its_own_file(
     opened.clear()
     got = loopauth.get_token(provider, account="Shop 7")
     assert got.access_token == "access-00007"
-    mine = [os.path.basename(p) for p in opened if p.startswith(folder)]
-    # A label needs the index, then the one file it names: not 10,000 files.
-    assert mine.count(".index") == 1 and len(mine) == 2, mine
+    mine = [os.path.relpath(p, folder) for p in opened if p.startswith(folder)]
+    # A label reads one small bucket of the label index, then the one file it names: neither
+    # the 10,000-entry index nor 10,000 files.
+    assert len(mine) == 2 and mine[0].startswith(".labels" + os.sep), mine
+    assert mine[1] == os.path.basename(TokenStore(str(home)).path_for("emu", "shop-00007"))
 
 
 def peak_rss(config: Path, home: Path, tmp_path: Path, *args: str) -> tuple[int, int, str]:
@@ -409,9 +411,9 @@ def test_a_missing_or_damaged_index_is_rebuilt(config: Path, isolated: Path, dam
         index.write_text(json.dumps({"version": 1, "accounts": {"shop-00001": 5}}))
     result = run(config, "token", "--account", "SHOP 1")
     assert (result.returncode, result.stdout, result.stderr) == (0, "access-00001\n", "")
+    assert run(config, "token").returncode == 2  # three accounts, all known again
     rebuilt = json.loads(index.read_text())
     assert rebuilt["accounts"] == {f"shop-{i:05d}": f"Shop {i}" for i in range(3)}
-    assert run(config, "token").returncode == 2  # three accounts, all known again
     # A new account is added to the rebuilt index, not to the damaged one.
     TokenStore().save(token(3))
     assert len(json.loads(index.read_text())["accounts"]) == 4
@@ -511,3 +513,17 @@ def test_refresh_all_reports_a_dead_account_even_before_it_expires(
     assert (
         "run: loopauth login emu --account" in out.stderr and "0 refreshed, 1 failed" in out.stderr
     )
+
+
+def test_labels_are_found_without_their_buckets_and_a_stale_bucket_is_refuted(
+    config: Path, isolated: Path
+) -> None:
+    TokenStore().save_many(token(i) for i in range(3))
+    labels = isolated / "tokens" / "emu" / ".labels"
+    bucket = next(p for p in labels.iterdir() if "shop 1" in p.read_text())
+    bucket.write_text(json.dumps({"shop 1": ["shop-00002"]}))  # points at the wrong account
+    out = run(config, "token", "--account", "Shop 1")
+    assert (out.returncode, out.stdout) == (0, "access-00001\n"), out.stderr
+    shutil.rmtree(labels)  # gone: the index answers
+    out = run(config, "token", "--account", "shop 2")
+    assert (out.returncode, out.stdout) == (0, "access-00002\n"), out.stderr
