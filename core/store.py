@@ -316,13 +316,9 @@ class TokenStore(Store):
     def entries(self, provider: str) -> Iterator[Entry]:
         """Yield every token file of a provider (sorted by file name), damaged ones included."""
         folder = self.provider_dir(provider)
-        try:
-            names = sorted(
-                f for f in os.listdir(folder) if f.endswith(".json") and not f.startswith(".")
-            )
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        self._check_folder(folder)
+        names = _token_files(folder)
+        if names:
+            self._check_folder(folder)
         stems: dict[str, str] | None = None
         for name in names:
             path = os.path.join(folder, name)
@@ -562,13 +558,7 @@ class TokenStore(Store):
     def entries_without_index(self, provider: str) -> Iterator[Entry]:
         """Yield the readable token files of a provider, without consulting the index."""
         folder = self.provider_dir(provider)
-        try:
-            names = sorted(
-                f for f in os.listdir(folder) if f.endswith(".json") and not f.startswith(".")
-            )
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for name in names:
+        for name in _token_files(folder):
             try:
                 token = self.read_file(os.path.join(folder, name))
             except (FileNotFoundError, StoreError):
@@ -627,6 +617,14 @@ def file_stem(account_id: str) -> str:
     text = "".join(slug).strip("._")[:40] or "account"
     # The hash keeps ids distinct on case-insensitive file systems and after slugging.
     return f"{text}-{private.sha256(account_id.encode())[:10]}"
+
+
+def _token_files(folder: str) -> list[str]:
+    """Return the token file names in a provider's folder, sorted; none when it is missing."""
+    try:
+        return sorted(f for f in os.listdir(folder) if f.endswith(".json") and f[0] != ".")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _bucket(label: str) -> str:
