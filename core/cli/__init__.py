@@ -98,7 +98,14 @@ def _parse(argv: list[str]) -> argparse.Namespace | int:
             from .. import snapshot
 
             snapshot.write()  # plugins are loaded now: the next --help or status need not
-        return parser.parse_args(argv)
+        command: list[str] | None = None
+        if _command_of(argv) == "exec" and "--" in argv:  # everything after -- is the command
+            cut = argv.index("--")
+            argv, command = argv[:cut], argv[cut + 1 :]
+        args = parser.parse_args(argv)
+        if command is not None:
+            args.argv = command
+        return args
     except LoopauthError as exc:
         print(f"loopauth: {exc}", file=sys.stderr)
         return exc.exit_code

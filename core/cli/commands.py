@@ -331,6 +331,44 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Refresh if needed, then become COMMAND with the token in its environment."""
+    import re
+
+    from ..api import ensure_fresh
+
+    argv = list(args.argv)
+    if not argv:
+        raise UsageError("exec needs a command: loopauth exec [PROVIDER] -- COMMAND [ARGS...]")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.env):
+        raise UsageError(f"--env {args.env!r} is not an environment variable name")
+    provider = _config(args).select(args.provider)
+    token = ensure_fresh(provider, args.account, _store_of(provider))
+    env = {**os.environ, args.env: token.access_token}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        # Become the command: signals reach it directly and its exit code is ours.
+        try:
+            os.execvpe(argv[0], argv, env)  # noqa: S606 - the user's own command, by design
+        except OSError as exc:
+            print(f"loopauth: cannot run {argv[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+    import subprocess
+
+    # Windows has no exec: run it, and let Ctrl+C (which the console sends it too) end it.
+    try:
+        child = subprocess.Popen(argv, env=env)  # the user's own command
+    except OSError as exc:
+        print(f"loopauth: cannot run {argv[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def cmd_trust(args: argparse.Namespace) -> int:
     """Approve (or, with --revoke, stop approving) a providers.yaml in the current folder."""
     from .. import trust

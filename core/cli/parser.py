@@ -27,6 +27,7 @@ BUILTIN = frozenset(
         "logout",
         "switch",
         "import",
+        "exec",
         "trust",
         "emulator",
     }
@@ -219,6 +220,25 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
         help="overwrite stored tokens even when the file's is not certainly newer",
     )
     p.set_defaults(func=commands.cmd_import)
+
+    p = command(
+        "exec",
+        "run `-- COMMAND [ARGS...]` with a valid access token in its environment",
+        commands.cmd_exec,
+    )
+    p.add_argument(
+        "--env",
+        default="ACCESS_TOKEN",
+        metavar="NAME",
+        help="the environment variable that holds the token (default: ACCESS_TOKEN)",
+    )
+    # `-- COMMAND [ARGS...]` is split off before parsing (cli._parse): argparse would give the
+    # command's first word to PROVIDER.
+    p.set_defaults(argv=[])
+    p.usage = (
+        "loopauth exec [-h] [--config FILE] [-v] [PROVIDER] [--account NAME] [--env NAME] "
+        "-- COMMAND [ARGS...]"
+    )
 
     p = add(
         "trust",
