@@ -398,14 +398,10 @@ class TokenStore(Store):
                 if token.provider not in added:
                     self.accounts(token.provider)  # an index of what was there, before adding
                     added[token.provider] = {}
-                path = self.path_for(token.provider, token.account)
-                lock_path = path[: -len(".json")] + ".lock"
+                lock_path = self.path_for(token.provider, token.account)[: -len(".json")] + ".lock"
                 try:
                     with self.lock(token.provider, token.account):
-                        data = json.dumps(token.to_dict(), indent=2).encode()
-                        private.write(path, data, sync_folder=False)
-                except OSError as exc:
-                    raise _write_error(path, exc) from None
+                        self._store_one(token)
                 finally:
                     _LOCKS.pop(lock_path, None)  # 10,000 open locks: no
                 added[token.provider][token.account] = token.account_label
@@ -419,6 +415,14 @@ class TokenStore(Store):
                         raise _write_error(self.provider_dir(provider), exc) from None
                     self._update_index(provider, entries)
         return count
+
+    def _store_one(self, token: Token) -> None:
+        """Store one token of a batch; the caller holds its lock and indexes it afterwards."""
+        path = self.path_for(token.provider, token.account)
+        try:  # the folder is synced once, after the batch
+            private.write(path, json.dumps(token.to_dict(), indent=2).encode(), sync_folder=False)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
 
     def remove(self, provider: str, account_id: str) -> bool:
         """Delete one account's token file and its index entry (and the default, if it was)."""

@@ -17,13 +17,13 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loopauth import hookimpl, paths
 from loopauth.errors import LoopauthError, NoTokenError, StoreError, StoreWriteError
 from loopauth.provider import Setting
-from loopauth.store import _LOCKS, MAX_TOKEN_FILE, Entry, Store, TokenStore
+from loopauth.store import MAX_TOKEN_FILE, Entry, Store, TokenStore
 from loopauth.stores import StoreType
 from loopauth.token import Token
 
@@ -243,26 +243,9 @@ class KeyringStore(TokenStore):
         name = backend_name(self.backend())
         return f"the OS keyring ({name}), {self.service_for(token.provider)} {token.account}"
 
-    def write_many(self, tokens: Iterable[Token]) -> int:
-        """Store many tokens, then update each provider's index once."""
-        added: dict[str, dict[str, str | None]] = {}
-        count = 0
-        try:
-            for token in tokens:
-                if not token.provider:
-                    raise ValueError("a token needs its provider before it is stored")
-                lock = self.path_for(token.provider, token.account)[: -len(".json")] + ".lock"
-                try:
-                    with self.lock(token.provider, token.account):
-                        self._set(token, token_json(token))
-                finally:
-                    _LOCKS.pop(lock, None)  # 10,000 open locks: no
-                added.setdefault(token.provider, {})[token.account] = token.account_label
-                count += 1
-        finally:  # what did reach the keyring is indexed even when the rest failed
-            for provider, entries in added.items():
-                self._update_index(provider, entries)
-        return count
+    def _store_one(self, token: Token) -> None:
+        """Store one token of a batch in the keyring (the file store's write_many does the rest)."""
+        self._set(token, token_json(token))
 
     def remove(self, provider: str, account_id: str) -> bool:
         """Delete one account's keyring entry, its index entry, and the default if it was."""
