@@ -268,17 +268,21 @@ class Flow:
             self._close()
 
     def _close(self) -> None:
-        self._done.set()
-        launcher, self._launcher = self._launcher, None
-        if launcher is not None:  # ended before the browser was launched: it opens nothing
-            launcher.cancel()
-        if self._launch_page is not None:
-            from . import browser
+        try:
+            launcher, self._launcher = self._launcher, None
+            if launcher is not None:  # ended before the browser was launched: it opens nothing
+                launcher.cancel()
+            if self._launch_page is not None:
+                from . import browser
 
-            browser.remove_page(self._launch_page)
-        if self._listener is not None:
-            # Closing from a separate thread: this may run inside a listener request thread.
-            threading.Thread(target=self._listener.close, daemon=True).start()
+                browser.remove_page(self._launch_page)
+            if self._listener is not None:
+                # Closing from a separate thread: this may run inside a listener request thread.
+                threading.Thread(target=self._listener.close, daemon=True).start()
+        finally:
+            # Last: wait() returns on it, and the process may end right then; the launch page
+            # must be gone by that time.
+            self._done.set()
 
     def _on_callback(self, params: dict[str, str]) -> tuple[int, str]:
         """Handle a request to the callback path; runs in a listener thread."""
