@@ -64,18 +64,6 @@ def refusal(path: str, why: str, what: str = "") -> UnsafePath:
     return UnsafePath(f"{name} {why}; loopauth does not trust it: {fix}")
 
 
-def check(path: str, what: str = "", *, follow: bool = False) -> None:
-    """Raise UnsafePath unless `path` (and, unless it is a followed folder, its folder) is this
-    user's and writable only by them."""
-    targets = [(path, follow)]
-    if not follow:
-        targets.append((os.path.dirname(os.path.abspath(path)), True))
-    for target, follows in targets:
-        why = problem(target, follow=follows)
-        if why:
-            raise refusal(target, why, what if target == path else "the folder")
-
-
 def lock(path: str, timeout: float) -> Lock:
     """Return a cross-process lock at `path`; a planted link or another user's file is refused.
 
@@ -315,7 +303,10 @@ def read(path: str, limit: int, what: str = "", *, folder: bool = True) -> bytes
     reads 10,000 of these).
     """
     if folder:
-        check(os.path.dirname(os.path.abspath(path)), "the folder", follow=True)
+        parent = os.path.dirname(os.path.abspath(path))
+        why = problem(parent, follow=True)
+        if why:
+            raise refusal(parent, why, "the folder")
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:

@@ -600,9 +600,6 @@ class TokenStore(Store):
                     pass
 
 
-FileStore = TokenStore
-
-
 SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
