@@ -8,6 +8,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .api import get_token, load_config, login, refresh
+    from .device import DeviceFlow
     from .errors import (
         AccessDenied,
         ConfigError,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "hookimpl": "hookspecs",
     "Flow": "flow",
+    "DeviceFlow": "device",
     "State": "flow",
     "login": "api",
     "get_token": "api",
@@ -53,6 +55,7 @@ __all__ = [
     "AccessDenied",
     "Account",
     "ConfigError",
+    "DeviceFlow",
     "Flow",
     "FlowCancelled",
     "FlowTimeout",

@@ -83,8 +83,18 @@ def login(
     timeout: float | None = None,
     open_browser: bool = True,
     store: Store | None = None,
+    device: bool = False,
 ) -> Token:
-    """Log in through the system browser and return the stored token."""
+    """Log in through the system browser (or, with `device`, RFC 8628); return the stored token.
+
+    With `device`, the code to enter and where are printed on stderr; no browser is opened.
+    """
+    if device:
+        from .device import device_login
+
+        return device_login(
+            resolve_provider(provider, config), account=account, timeout=timeout, store=store
+        )
     return _login(
         resolve_provider(provider, config),
         account=account,

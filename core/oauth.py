@@ -65,6 +65,7 @@ def discover(provider: Provider) -> None:
             "token_endpoint",
             "userinfo_endpoint",
             "revocation_endpoint",
+            "device_authorization_endpoint",
         ):
             value = doc.get(key)
             if value is None:

@@ -120,7 +120,11 @@ def test_discovery_documents(http: requests.Session, emu: OAuthEmulator) -> None
         assert doc["token_endpoint"] == f"{emu.url}/token"
         assert doc["userinfo_endpoint"] == f"{emu.url}/userinfo"
         assert doc["code_challenge_methods_supported"] == ["S256"]
-        assert doc["grant_types_supported"] == ["authorization_code", "refresh_token"]
+        assert doc["grant_types_supported"] == [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ]
         assert set(doc["token_endpoint_auth_methods_supported"]) == {
             "client_secret_basic",
             "client_secret_post",

@@ -1,4 +1,8 @@
-"""A local OAuth2 / OpenID Connect authorization server: consent page, tokens and userinfo."""
+"""A local OAuth2 / OpenID Connect authorization server: consent page, tokens and userinfo.
+
+Also the device authorization grant (RFC 8628): a device endpoint, a page where the user enters
+the code and allows or denies, and the token endpoint's polling answers.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..pages import page
@@ -28,7 +33,7 @@ from .registry import (
 )
 from .server import EmulatorServer, Request, Response
 
-__all__ = ["AUTH_METHODS", "DEFAULT_SCOPE", "SCOPES", "OAuthEmulator"]
+__all__ = ["AUTH_METHODS", "DEFAULT_SCOPE", "DEVICE_GRANT", "SCOPES", "OAuthEmulator"]
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 SCOPES = ("openid", "profile", "email", "offline_access")
@@ -49,6 +54,31 @@ _S256_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _REALM = 'realm="loopauth-emulator"'
 _TOKEN_KINDS = ("refresh_token", "access_token")
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# RFC 8628 §6.1: consonants only (no words, no look-alikes), shown as XXXX-XXXX.
+_USER_CODE_LETTERS = "BCDFGHJKLMNPQRSTVWXZ"
+_SLOW_DOWN_STEP = 5  # RFC 8628 §3.5
+
+
+@dataclass
+class _DeviceCode:
+    """A device code: for whom, until when, how often it may be polled, and what the user said."""
+
+    client_id: str
+    scope: str
+    user_code: str
+    expires_at: float
+    interval: int
+    forced_slow_downs: int
+    last_poll: float | None = None  # time.monotonic() of the last poll
+    decision: str = "pending"  # then "allowed" or "denied"
+    user: EmulatorUser | None = None
+    used: bool = False
+
+
+def _user_code_key(text: str) -> str:
+    """RFC 8628 §6.1: what the user typed, without case, dashes or spaces."""
+    return "".join(c for c in text.upper() if c.isalnum())
 
 
 def _b64url(data: bytes) -> str:
@@ -84,6 +114,10 @@ class OAuthEmulator(EmulatorServer):
         code_lifetime: int = 600,
         revocation: bool = True,
         fail_revocation: int | None = None,
+        device: bool = True,
+        device_interval: int = 5,
+        device_code_lifetime: int = 600,
+        slow_down_polls: int = 0,
     ) -> None:
         super().__init__(host, port)
         self.clients = clients if clients is not None else default_clients()
@@ -99,6 +133,12 @@ class OAuthEmulator(EmulatorServer):
         self.code_lifetime = code_lifetime
         self.revocation = revocation  # False: a provider without RFC 7009 revocation
         self.fail_revocation = fail_revocation  # an HTTP status /revoke answers instead
+        self.device = device  # False: a provider without the device authorization grant
+        self.device_interval = device_interval  # the `interval` device codes come with
+        self.device_code_lifetime = device_code_lifetime
+        self.slow_down_polls = slow_down_polls  # answer slow_down to each code's first N polls
+        # Every poll with a device code: (time.monotonic(), the answer's error or "token").
+        self.device_polls: list[tuple[float, str]] = []
         self.signing_key = secrets.token_bytes(32)  # HS256 key for id_tokens
         self.token_calls: list[dict[str, str]] = []  # grant_type and client_id only, no secrets
         # Requests to /revoke (client_id and token_type_hint only) and the kinds they revoked.
@@ -108,6 +148,8 @@ class OAuthEmulator(EmulatorServer):
         self._codes: dict[str, Code] = {}
         self._access: dict[str, Grant] = {}
         self._refresh: dict[str, Grant] = {}
+        self._device_codes: dict[str, _DeviceCode] = {}
+        self._user_codes: dict[str, str] = {}  # _user_code_key(user code) -> device code
 
     @property
     def issuer(self) -> str:
@@ -124,6 +166,22 @@ class OAuthEmulator(EmulatorServer):
         with self._lock:
             for grant in self._access.values():
                 grant.expires_at = time.time() - 1
+
+    def expire_device_codes(self) -> None:
+        """Make every device code issued so far expired."""
+        with self._lock:
+            for rec in self._device_codes.values():
+                rec.expires_at = time.time() - 1
+
+    def issued_device_codes(self) -> set[str]:
+        """Every device code issued so far (to check that none leaks)."""
+        with self._lock:
+            return set(self._device_codes)
+
+    def pending_user_codes(self) -> list[str]:
+        """The user codes still waiting for the user's decision, oldest first."""
+        with self._lock:
+            return [r.user_code for r in self._device_codes.values() if r.decision == "pending"]
 
     def revoke_refresh_tokens(self) -> None:
         """Forget every refresh token issued so far."""
@@ -147,6 +205,9 @@ class OAuthEmulator(EmulatorServer):
         }
         if self.revocation:
             routes["/revoke"] = ("POST", self._revoke)
+        if self.device:
+            routes["/device_authorization"] = ("POST", self._device_authorization)
+            routes["/device"] = ("GET, POST", self._device_page)
         if req.path not in routes:
             return super().route(req)
         allow, handler = routes[req.path]
@@ -175,6 +236,9 @@ class OAuthEmulator(EmulatorServer):
         if self.revocation:
             doc["revocation_endpoint"] = f"{base}/revoke"
             doc["revocation_endpoint_auth_methods_supported"] = list(AUTH_METHODS)
+        if self.device:
+            doc["device_authorization_endpoint"] = f"{base}/device_authorization"
+            doc["grant_types_supported"].append(DEVICE_GRANT)
         return Response(200, doc)
 
     # -- authorization endpoint ------------------------------------------------------------
@@ -311,6 +375,8 @@ class OAuthEmulator(EmulatorServer):
             return self._grant_code(client, form)
         if grant_type == "refresh_token":
             return self._grant_refresh(client, form)
+        if grant_type == DEVICE_GRANT and self.device:
+            return self._grant_device(client, form)
         if not grant_type:
             return _token_error("invalid_request", "grant_type is required")
         return _token_error("unsupported_grant_type", f"grant_type {grant_type} is not supported")
@@ -444,6 +510,152 @@ class OAuthEmulator(EmulatorServer):
         signing_input = f"{header}.{_b64url(json.dumps(claims).encode())}"
         sig = hmac.new(self.signing_key, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{_b64url(sig)}"
+
+    # -- device authorization grant (RFC 8628) ---------------------------------------------
+
+    def _device_authorization(self, req: Request) -> Response:
+        """RFC 8628 §3.1-3.2: authenticate the client, hand out a device code and a user code."""
+        if (error := self._form_error(req)) is not None:
+            return error
+        client = self._authenticate(req, basic_credentials(req.headers.get("authorization", "")))
+        if isinstance(client, Response):
+            return client
+        if len(req.form_multi.get("scope", [])) > 1:
+            return _token_error("invalid_request", "repeated parameter scope")
+        scope = req.form.get("scope", DEFAULT_SCOPE)
+        unknown = sorted(set(scope.split()) - set(SCOPES))
+        if unknown:
+            return _token_error("invalid_scope", f"unsupported scope {unknown[0]}")
+        device_code = secrets.token_urlsafe(32)
+        with self._lock:
+            while True:  # unique among the codes issued: the user's code names one device
+                letters = "".join(secrets.choice(_USER_CODE_LETTERS) for _ in range(8))
+                if letters not in self._user_codes:
+                    break
+            user_code = f"{letters[:4]}-{letters[4:]}"
+            self._device_codes[device_code] = _DeviceCode(
+                client.client_id,
+                scope,
+                user_code,
+                time.time() + self.device_code_lifetime,
+                self.device_interval,
+                self.slow_down_polls,
+            )
+            self._user_codes[letters] = device_code
+        page_url = f"{self.issuer}/device"
+        query = urllib.parse.urlencode({"user_code": user_code})
+        body = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": page_url,
+            "verification_uri_complete": f"{page_url}?{query}",
+            "expires_in": self.device_code_lifetime,
+            "interval": self.device_interval,
+        }
+        return Response(200, body, dict(_NO_STORE))
+
+    def _live_device_code(self, user_code: str) -> _DeviceCode | None:
+        """Return the device code a user code names, if it still awaits a decision."""
+        device_code = self._user_codes.get(_user_code_key(user_code))
+        rec = self._device_codes.get(device_code or "")
+        if rec is None or rec.decision != "pending" or time.time() >= rec.expires_at:
+            return None
+        return rec
+
+    def _device_page(self, req: Request) -> Response:
+        """RFC 8628 §3.3: the verification page, where the user enters the code and decides."""
+        if req.method == "POST":
+            return self._device_decide(req)
+        esc = html.escape
+        typed = req.query.get("user_code", "")
+        with self._lock:
+            rec = self._live_device_code(typed) if typed else None
+        about = ""
+        if rec is not None:  # the code came in the address: say what it would allow
+            about = (
+                f"<p><strong>{esc(rec.client_id)}</strong> asks for access with scope "
+                f"<code>{esc(rec.scope)}</code>.</p>"
+            )
+        options = "".join(
+            f'<option value="{esc(u.sub)}">{esc(u.name)} &lt;{esc(u.email)}&gt;</option>'
+            for u in self.users
+        )
+        body = (
+            f"<p>Enter the code your device shows.</p>{about}"
+            '<form method="post" action="/device">'
+            f'<p><label>Code <input name="user_code" value="{esc(typed)}" autocomplete="off" '
+            'autocapitalize="characters" spellcheck="false"></label></p>'
+            f'<p><label>Account <select name="account">{options}</select></label></p>'
+            '<p><button type="submit" name="decision" value="allow">Allow</button>'
+            '<button type="submit" name="decision" value="deny">Deny</button></p></form>'
+        )
+        return Response.html(200, page("Connect a device", body))
+
+    def _device_decide(self, req: Request) -> Response:
+        form = req.form
+        allow = form.get("decision") == "allow"
+        sub = form.get("account") or (self.users[0].sub if self.users else "")
+        user = next((u for u in self.users if u.sub == sub), None)
+        with self._lock:
+            rec = self._live_device_code(form.get("user_code", ""))
+            if rec is None:
+                body = (
+                    "<p>That code is unknown, has expired or was already used. Check the code "
+                    "your device shows, or start the login on the device again.</p>"
+                )
+                return Response.html(400, page("Unknown code", body))
+            if allow and user is None:
+                return self._error_page("Unknown account.")
+            rec.decision, rec.user = ("allowed", user) if allow else ("denied", None)
+        if allow:
+            text = "<p>The device is being logged in. You can close this page.</p>"
+            return Response.html(200, page("Device connected", text))
+        text = "<p>The device was not given access. You can close this page.</p>"
+        return Response.html(200, page("Access denied", text))
+
+    def _grant_device(self, client: EmulatorClient, form: dict[str, str]) -> Response:
+        """RFC 8628 §3.4-3.5: answer a poll with a token or why there is none yet."""
+        device_code = form.get("device_code")
+        if not device_code:
+            return _token_error("invalid_request", "device_code is required")
+        now = time.monotonic()
+        with self._lock:
+            answer, description = self._device_answer(client, device_code, now)
+            self.device_polls.append((now, answer))
+            if answer != "token":
+                return _token_error(answer, description)
+            rec = self._device_codes[device_code]
+            assert rec.user is not None
+            rec.used = True  # single use: the token goes out once
+            body = self._issue(
+                client.client_id, rec.user, rec.scope, device_code, self.issue_refresh_tokens
+            )
+        if "openid" in rec.scope.split():
+            body["id_token"] = self._id_token(client.client_id, rec.user, None)
+        return Response(200, body, dict(_NO_STORE))
+
+    def _device_answer(
+        self, client: EmulatorClient, device_code: str, now: float
+    ) -> tuple[str, str]:
+        """Return the error a poll gets (or "token"); the caller holds the lock."""
+        rec = self._device_codes.get(device_code)
+        if rec is None or rec.client_id != client.client_id:
+            return "invalid_grant", "unknown device code, or issued to another client"
+        if rec.used:
+            return "invalid_grant", "device code already used"
+        if time.time() >= rec.expires_at:
+            return "expired_token", "the device code has expired"
+        too_soon = rec.last_poll is not None and now - rec.last_poll < rec.interval
+        rec.last_poll = now
+        if too_soon or rec.forced_slow_downs > 0:
+            rec.forced_slow_downs = max(rec.forced_slow_downs - 1, 0)
+            rec.interval += _SLOW_DOWN_STEP  # for this and every later poll of this code
+            return "slow_down", f"poll at most every {rec.interval} s"
+        if rec.decision == "pending":
+            return "authorization_pending", "the user has not decided yet"
+        if rec.decision == "denied":
+            return "access_denied", "the user denied access"
+        return "token", ""
 
     # -- revocation endpoint (RFC 7009) -----------------------------------------------------
 
