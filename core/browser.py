@@ -10,6 +10,11 @@ The helper is started early (`Launcher`), while the login is still being prepare
 `webbrowser` and looks for the browsers meanwhile, then reads the page's `file://` URI from its
 stdin (never its command line). Nobody waits for it to end: a browser command that blocks
 until the browser is closed must not hold up the login.
+
+Which browser (`choose_opener`): $BROWSER when set; under WSL, Windows' own (`wslview`, else
+`explorer.exe`); else what `webbrowser` finds on the desktop. Never a text-mode browser: it
+would take over the terminal the user is waiting in, so the helper runs in a session of its
+own (no controlling terminal) without TERM, and text browsers named in $BROWSER are skipped.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ import html
 import logging
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths, private
@@ -35,43 +42,163 @@ log = logging.getLogger("loopauth.browser")
 STALE = 3600.0  # seconds: a page left by a killed login is swept after this
 
 # Run with -I -S: a webbrowser.py planted in the current folder must not be imported instead.
-# It gets ready (imports webbrowser, finds the browsers) before the page's URI comes on its
-# stdin; the browser gets /dev/null as stdin, as before, not our pipe. An empty line or EOF: the
-# login ended before a page was written, and nothing is opened.
+# It gets ready (imports webbrowser, finds the browsers) before the page comes on its stdin:
+# its `file://` URI, or under WSL (argument `wsl`) its path, for Windows' opener to convert.
+# The browser gets /dev/null as stdin, as before, not our pipe. Nothing before EOF: the login
+# ended before a page was written, and nothing is opened.
 _OPENER = """\
-import os, sys, webbrowser
-getattr(webbrowser, "register_standard_browsers", lambda: None)()
-uri = sys.stdin.readline().strip()
+import os, sys
+wsl = sys.argv[1:] == ["wsl"]
+if not wsl:
+    import webbrowser
+    getattr(webbrowser, "register_standard_browsers", lambda: None)()
+page = os.fsdecode(sys.stdin.buffer.read()).removesuffix("\\n")
 null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(null, 0)
 os.close(null)
-sys.exit(0 if uri and webbrowser.open(uri) else 1)
+if not page:
+    sys.exit(1)
+if not wsl:
+    sys.exit(0 if webbrowser.open(page) else 1)
+import shutil, subprocess
+
+def run(argv, **kw):
+    try:
+        return subprocess.run(argv, stdin=0, stderr=subprocess.DEVNULL, timeout=60, **kw)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+view = shutil.which("wslview")
+if view:
+    done = run([view, page], stdout=subprocess.DEVNULL)
+    sys.exit(0 if done and done.returncode == 0 else 1)
+converter = shutil.which("wslpath")
+done = converter and run([converter, "-w", page], stdout=subprocess.PIPE, text=True)
+windows = done.stdout.strip() if done and done.returncode == 0 else ""
+
+def find(name, usual):  # Windows' folders may be left off PATH (appendWindowsPath = false)
+    return shutil.which(name) or (usual if os.path.isfile(usual) else None)
+
+explorer = find("explorer.exe", "/mnt/c/Windows/explorer.exe")
+cmd = find("cmd.exe", "/mnt/c/Windows/System32/cmd.exe")
+# explorer.exe answers 1 even when it opened the page: that it ran is all it tells.
+if windows and explorer and run([explorer, windows], stdout=subprocess.DEVNULL):
+    sys.exit(0)
+done = windows and cmd and run([cmd, "/c", "start", "", windows], stdout=subprocess.DEVNULL)
+sys.exit(0 if done and done.returncode == 0 else 1)
 """
+
+# Browsers that draw in the terminal: started from a login, they would take over the terminal
+# the user is waiting in (and where the URL is shown).
+TEXT_BROWSERS = frozenset(
+    {"lynx", "w3m", "links", "links2", "elinks", "www-browser", "browsh", "carbonyl"}
+)
+
+
+@dataclass(frozen=True)
+class Opener:
+    """How the helper opens the page: `webbrowser` with this $BROWSER, or Windows' opener."""
+
+    browser: str | None = None  # $BROWSER for the helper, text-mode browsers taken out
+    wsl: bool = False  # under WSL: wslview, else explorer.exe, given the page's path
+
+
+def is_wsl(environ: Mapping[str, str] | None = None) -> bool:
+    """Return True under the Windows Subsystem for Linux."""
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return False
+    if env.get("WSL_DISTRO_NAME") or env.get("WSL_INTEROP"):
+        return True
+    try:
+        with open("/proc/sys/kernel/osrelease", encoding="utf-8", errors="replace") as f:
+            return "microsoft" in f.read().lower()
+    except OSError:
+        return False
+
+
+def _command_name(entry: str) -> str:
+    """Return the program a $BROWSER entry runs, as `lynx` (no folder, no `.exe`)."""
+    try:
+        words = shlex.split(entry, posix=os.name != "nt")
+    except ValueError:
+        words = entry.split()
+    if not words:
+        return ""
+    name = os.path.basename(words[0].strip("\"'")).lower()
+    return name.removesuffix(".exe")
+
+
+def opener_for(environ: Mapping[str, str] | None = None) -> Opener:
+    """Return how the page would be opened here, whether or not there is a desktop."""
+    env = os.environ if environ is None else environ
+    entries = [e for e in env.get("BROWSER", "").split(os.pathsep) if e.strip()]
+    kept = [e for e in entries if _command_name(e) not in TEXT_BROWSERS]
+    if is_wsl(env) and (not kept or _command_name(kept[0]) == "wslview"):
+        return Opener(wsl=True)  # wslview wants the page's path, not a file:// URI
+    return Opener(browser=os.pathsep.join(kept) or None)
+
+
+def choose_opener(environ: Mapping[str, str] | None = None) -> Opener | None:
+    """Return how to open the page, or None when no browser should be started here.
+
+    None on Linux without a desktop (no DISPLAY or WAYLAND_DISPLAY) and no usable $BROWSER,
+    with a warning when $BROWSER named only text-mode browsers.
+    """
+    env = os.environ if environ is None else environ
+    opener = opener_for(env)
+    if opener.wsl or opener.browser:
+        return opener
+    skipped = [
+        name
+        for e in env.get("BROWSER", "").split(os.pathsep)
+        if (name := _command_name(e)) in TEXT_BROWSERS
+    ]
+    if sys.platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        if skipped:
+            log.warning(
+                "$BROWSER names a text-mode browser (%s); it would take over this terminal: "
+                "open the URL below instead",
+                ", ".join(skipped),
+            )
+        return None
+    if skipped:
+        log.debug("skipping the text-mode browser in $BROWSER (%s)", ", ".join(skipped))
+    return opener
 
 
 SNAP_BIN = "/snap/bin"
 
 
-def launch_dir() -> str:
-    """Return the private folder for launch pages.
+def launch_dir(opener: Opener | None = None) -> str:
+    """Return the private folder for launch pages (for the browser `opener` picks).
 
     $LOOPAUTH_LAUNCH_DIR if set; else, on Linux, a folder of the default browser's own when it
     is a snap or a flatpak (their sandbox can't read ~/.local/share); else `<home>/launch`.
     Inside a folder loopauth does not own, the pages go in a subfolder of their own.
     """
-    chosen = os.environ.get("LOOPAUTH_LAUNCH_DIR") or sandbox_dir()
+    if opener is None:
+        opener = opener_for()
+    # Windows' browser (WSL) reads the page through \\wsl.localhost\: no Linux sandbox applies.
+    sandbox = None if opener.wsl else sandbox_dir(opener.browser or "")
+    chosen = os.environ.get("LOOPAUTH_LAUNCH_DIR") or sandbox
     if not chosen:
         return os.path.join(paths.home(), "launch")
     owner = str(os.geteuid()) if hasattr(os, "geteuid") else os.environ.get("USERNAME", "me")
     return os.path.join(chosen, f"loopauth-launch-{owner}")
 
 
-def sandbox_dir() -> str | None:
-    """Return a folder the default browser's sandbox can read, when it is a snap or flatpak."""
+def sandbox_dir(browser: str | None = None) -> str | None:
+    """Return a folder the default browser's sandbox can read, when it is a snap or flatpak.
+
+    `browser` is the $BROWSER the helper gets (default: this process's).
+    """
     if not sys.platform.startswith("linux"):
         return None
     home = os.path.expanduser("~")
-    command = os.environ.get("BROWSER", "").split(os.pathsep)[0].split()
+    if browser is None:
+        browser = os.environ.get("BROWSER", "")
+    command = browser.split(os.pathsep)[0].split()
     if command:
         import shutil
 
@@ -141,9 +268,14 @@ class Launcher:
     """
 
     def __init__(
-        self, hide_env: Iterable[str] = (), on_failure: Callable[[], None] | None = None
+        self,
+        hide_env: Iterable[str] = (),
+        on_failure: Callable[[], None] | None = None,
+        *,
+        opener: Opener | None = None,
     ) -> None:
         self._on_failure = on_failure
+        self._opener = opener_for() if opener is None else opener
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # open() and cancel() may race (a flow cancelled meanwhile)
         self._handed = False  # the helper got a page, or EOF
@@ -153,29 +285,36 @@ class Launcher:
         self._finder.start()
         if getattr(sys, "frozen", False):  # an app bundle: no Python to run the helper with
             return
-        hidden = set(hide_env)
+        # Without TERM, webbrowser registers no console browser (lynx, w3m...); $BROWSER is
+        # the one the opener chose, text-mode browsers taken out.
+        hidden = {*hide_env, "TERM", "BROWSER"}
         env = {k: v for k, v in os.environ.items() if k not in hidden}
+        if self._opener.browser:
+            env["BROWSER"] = self._opener.browser
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _OPENER],
+                [sys.executable, "-I", "-S", "-c", _OPENER, "wsl" if self._opener.wsl else "uri"],
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # A session of its own: no controlling terminal for whatever browser it starts
+                # to draw on (/dev/tty fails), nor does Ctrl+C in the terminal reach it.
+                start_new_session=os.name == "posix",
             )
         except OSError as exc:
             log.debug("cannot start the browser helper: %s", exc)
 
     def _find_folder(self) -> None:
         try:
-            self._folder.append(launch_dir())
+            self._folder.append(launch_dir(self._opener))
         except BaseException as exc:  # raised again, in the caller's thread, by folder()
             self._folder.append(exc)
 
     def folder(self) -> str:
         """Return the folder for the launch page (what `launch_dir()` says)."""
         self._finder.join()
-        found = self._folder[0] if self._folder else launch_dir()
+        found = self._folder[0] if self._folder else launch_dir(self._opener)
         if isinstance(found, BaseException):
             raise found
         return found
@@ -187,13 +326,14 @@ class Launcher:
             import webbrowser
 
             return webbrowser.open(uri)
+        page = os.fsencode(path if self._opener.wsl else uri)
         proc = self._proc
         with self._lock:
             if proc is None or proc.stdin is None or self._handed:
                 return False
             self._handed = True
         try:
-            proc.stdin.write(uri.encode() + b"\n")
+            proc.stdin.write(page + b"\n")
             proc.stdin.close()
         except OSError:  # the helper is gone already
             self._reap()

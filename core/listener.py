@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from . import pages
@@ -225,11 +225,31 @@ def _addresses(host: str) -> list[str]:
     return [host]
 
 
+def describe_ports(ports: Sequence[int]) -> str:
+    """Return ports as a user writes them: runs as `8400-8409`, others comma-separated."""
+    runs: list[list[int]] = []
+    for port in ports:
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in runs)
+
+
 class Listener:
-    """Listens on the redirect URI's loopback host and port and serves only its path."""
+    """Listens on the redirect URI's loopback host and port and serves only its path.
+
+    With `ports` (the redirect URI then has no port), it takes the first of them that is free
+    on every loopback address of the host.
+    """
 
     def __init__(
-        self, redirect_uri: str, handler: Handler, after_reply: Callable[[], None] | None = None
+        self,
+        redirect_uri: str,
+        handler: Handler,
+        after_reply: Callable[[], None] | None = None,
+        *,
+        ports: Sequence[int] | None = None,
     ) -> None:
         parts = urlsplit(redirect_uri)
         if check_url(redirect_uri, redirect=True):  # loopback http only (RFC 8252 §7.3)
@@ -237,6 +257,12 @@ class Listener:
         self.after_reply = after_reply
         self.host = (parts.hostname or "127.0.0.1").lower()
         self.requested_port = parts.port or 0
+        self.ports = list(ports or ())
+        if self.ports and self.requested_port:
+            raise ListenError(
+                f"redirect_uri has port {self.requested_port} and a port range "
+                f"({describe_ports(self.ports)}) was given too; keep one of them"
+            )
         self.path = parts.path or "/"
         self.handler = handler
         self._parts = parts
@@ -263,21 +289,51 @@ class Listener:
 
     def start(self) -> str:
         """Bind exclusively on loopback, serve in the background, return the redirect URI."""
-        for _attempt in range(20):
+        if self.ports:
+            self._bind_first_free()
+        elif self.requested_port:
             try:
-                self._bind_all()
-                break
-            except _Retry:
-                self.close()
+                self._bind_all(self.requested_port)
+            except _Busy as busy:
+                raise PortBusy(
+                    f"port {busy.port} on {busy.address} is already in use (another login, or "
+                    f"another program, is listening there); end it and log in again, or change "
+                    f"the port in redirect_uri (and in the redirect URL registered with the "
+                    f"provider)"
+                ) from None
         else:
-            raise ListenError(f"could not find a free port on both loopback stacks for {self.host}")
+            for _attempt in range(20):
+                try:
+                    self._bind_all(0)
+                    break
+                except _Busy:  # the ephemeral port is taken on the other stack: another one
+                    self.close()
+            else:
+                raise ListenError(
+                    f"could not find a free port on both loopback stacks for {self.host}"
+                )
         for server in self._servers:
             server.serve_in_background(f"loopauth-listener-{self.port}")
         log.debug("listening on %s", self.redirect_uri)
         return self.redirect_uri
 
-    def _bind_all(self) -> None:
-        port = self.requested_port
+    def _bind_first_free(self) -> None:
+        for port in self.ports:
+            try:
+                self._bind_all(port)
+                return
+            except _Busy:
+                self.close()  # a port taken on one stack is no use on the other: the next one
+        where = "127.0.0.1 and ::1" if self.host == "localhost" else self.host
+        shown = describe_ports(self.ports)
+        raise PortBusy(
+            f"every port of redirect_port_range ({shown}) on {where} is already in use (other "
+            f"logins, or other programs, are listening there); end some of them and log in "
+            f"again, or widen redirect_port_range and register the redirect URLs of the new "
+            f"ports with the provider"
+        )
+
+    def _bind_all(self, port: int) -> None:
         for i, address in enumerate(_addresses(self.host)):
             try:
                 server = _Server((address, port), self)
@@ -285,25 +341,15 @@ class Listener:
                 if i > 0 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     log.debug("no IPv6 loopback here; listening on 127.0.0.1 only")
                     continue
-                if exc.errno in (
-                    errno.EADDRINUSE,
-                    getattr(errno, "WSAEADDRINUSE", -1),
-                    errno.EACCES,
-                ):
-                    if self.requested_port == 0:  # the ephemeral port is taken on the other stack
-                        raise _Retry() from None
-                    raise PortBusy(
-                        f"port {port} on {address} is already in use (another login, or another "
-                        f"program, is listening there); stop it, or change the port in "
-                        f"redirect_uri (and in the provider's registered redirect URL)"
-                    ) from None
+                if exc.errno in _BUSY:
+                    raise _Busy(address, port) from None
                 if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     raise ListenError(
                         f"cannot listen on {address}: no such loopback address on this machine"
                     ) from None
                 raise ListenError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
             self._servers.append(server)
-            port = server.server_port
+            port = server.server_port  # an ephemeral port: the other stack must take the same
         self.port = port
 
     def close(self) -> None:
@@ -313,5 +359,19 @@ class Listener:
             server.stop()
 
 
-class _Retry(Exception):
-    pass
+# EACCES too: Windows answers it for a port another program holds exclusively (or that is
+# reserved), Linux for a privileged one; either way this port can't be had.
+_BUSY = {
+    errno.EADDRINUSE,
+    errno.EACCES,
+    getattr(errno, "WSAEADDRINUSE", -1),
+    getattr(errno, "WSAEACCES", -1),
+}
+
+
+class _Busy(Exception):
+    """A port is taken on one of the host's addresses."""
+
+    def __init__(self, address: str, port: int) -> None:
+        super().__init__(address, port)
+        self.address, self.port = address, port
