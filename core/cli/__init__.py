@@ -5,6 +5,9 @@ Ctrl+C, then the command. `run` parses and runs a command without touching any o
 tests call it in-process. Importing this package is cheap: the rest loads on first use.
 """
 
+# PYTHON_ARGCOMPLETE_OK: argcomplete's global completion looks for this in the console
+# script's module (here) within its first 1024 bytes.
+
 from __future__ import annotations
 
 import sys
@@ -19,6 +22,13 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI as a process: answer from the cache, or set the process up and run."""
+    if argv is None:
+        import os  # loaded by Python's own start-up: this costs one dict lookup
+
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for TAB completions (completion.py)
+            from .completion import complete
+
+            return complete()
     argv = sys.argv[1:] if argv is None else argv
     from . import fastpath
 
