@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
-import os
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from .errors import AccessDenied, FlowCancelled, FlowTimeout, LoopauthError, Pro
 from .listener import Listener
 from .provider import Provider
 from .store import Store
-from .token import Token
+from .token import Token, is_token_text
 from .urls import origin, origin_text
 
 if TYPE_CHECKING:
@@ -70,6 +69,8 @@ class Flow:
         self._launch_page: str | None = None
         self._launcher: browser.Launcher | None = None
         self._preloading = False
+        self.pasting = False  # run() is also taking a pasted address (see paste())
+        self._pasted_code = False  # the redirect taken was a bare pasted code (no state, no iss)
         self._lock = threading.Lock()
         self._done = threading.Event()
 
@@ -92,7 +93,10 @@ class Flow:
         self.store.check_writable(self.provider.name)
         oauth.discover(self.provider)
         listener = Listener(
-            self.provider.get("redirect_uri"), self._on_callback, after_reply=self._after_reply
+            self.provider.get("redirect_uri"),
+            self._on_callback,
+            after_reply=self._after_reply,
+            ports=self.provider.get("redirect_port_range"),
         )
         self.redirect_uri = listener.start()
         self._listener = listener
@@ -140,16 +144,19 @@ class Flow:
         return opened
 
     def _start_launcher(self) -> browser.Launcher | None:
-        """Start the browser helper, or return None when there is no desktop to open one on."""
-        if (
-            sys.platform.startswith("linux")
-            and not os.environ.get("BROWSER")
-            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-        ):
-            return None
+        """Start the browser helper, or return None when no browser should be opened here.
+
+        None when there is no desktop to open one on, or $BROWSER names only text-mode
+        browsers, which would take over the terminal the user is waiting in (it warns).
+        """
         from . import browser
 
-        return browser.Launcher(self.provider.secret_env, on_failure=self._browser_failed)
+        opener = browser.choose_opener()
+        if opener is None:
+            return None
+        return browser.Launcher(
+            self.provider.secret_env, on_failure=self._browser_failed, opener=opener
+        )
 
     def _browser_failed(self) -> None:
         """The helper had the page but could not start a browser (runs in its reaper thread)."""
@@ -206,10 +213,14 @@ class Flow:
         open_browser: bool = True,
         on_url: Callable[[str, bool], None] | None = None,
         on_tick: Callable[[float], None] | None = None,
+        paste: bool | None = None,
     ) -> Token:
         """Start, open the browser, wait and return the token; raise what ended the flow.
 
         `on_url(url, opened)` shows the URL (default: printed on stderr when no browser opened).
+        `paste`: also take the address the browser ended on, pasted on stdin, racing the
+        listener (see `paste()`); None (the default) does so when no browser opened and stdin
+        is a terminal. While pasting, `on_tick` is not called: it would write over the input.
         """
         # The browser helper starts now, to be ready by the time the URL is (discovery, the
         # listener); it gets no page, and opens nothing, if start() fails.
@@ -221,16 +232,29 @@ class Flow:
                 self._launcher.cancel()
                 self._launcher = None
             raise
+        prompt = None
         try:
             opened = self.launch_browser() if open_browser else False
+            from .paste import stdin_is_terminal
+
+            self.pasting = bool(paste or (paste is None and not opened and stdin_is_terminal()))
             if on_url is not None:
                 on_url(url, opened)
             elif not opened:
                 print(url, file=sys.stderr, flush=True)
+            if self.pasting:
+                from .paste import PastePrompt
+
+                prompt = PastePrompt(self, sys.stdin, sys.stderr)
+                prompt.start()
+                on_tick = None
             self.wait(timeout, on_tick=on_tick)
         except BaseException:  # the port and the launch page never outlive the call
             self.cancel("interrupted")
             raise
+        finally:
+            if prompt is not None:
+                prompt.stop()
         return self.result()
 
     def cancel(self, reason: str = "cancelled") -> None:
@@ -286,18 +310,80 @@ class Flow:
 
     def _on_callback(self, params: dict[str, str]) -> tuple[int, str]:
         """Handle a request to the callback path; runs in a listener thread."""
-        name = self.provider.name
+        refused = self._take(params, pasted_code=False)
+        if refused is not None:
+            status, title, text = refused
+            return status, pages.notice(title, text)
+        return self._complete(params)
+
+    def paste(self, text: str) -> str | None:
+        """Take what the user pasted: the address the browser ended on, or just the code.
+
+        It is checked like a redirect to the listener (state, iss, single use; the code
+        exchange then proves PKCE). Returns None once it is taken (the flow then ends, with
+        the token or an error), else why it was refused; the login keeps waiting.
+        """
+        params = self._pasted_params(text.strip())
+        if isinstance(params, str):
+            return params
+        bare = "state" not in params and set(params) == {"code"}
+        refused = self._take(params, pasted_code=bare)
+        if refused is not None:
+            return refused[2]
+        self._complete(params, reply_pending=False)
+        return None
+
+    def _pasted_params(self, text: str) -> dict[str, str] | str:
+        """Return a pasted address's query parameters (or {'code': ...}), or what is wrong."""
+        from urllib.parse import parse_qsl, urlsplit
+
+        if not text:
+            return "nothing was pasted"
+        if len(text) > 8192 or not is_token_text(text):
+            return "that is not an address or a code (it holds spaces or control characters)"
+        if "://" in text:
+            parts = urlsplit(text)
+            expected = urlsplit(self.redirect_uri or "").path or "/"
+            if (parts.path or "/") != expected:
+                return f"that is not the address the login ends on (its path is not {expected})"
+            query = parts.query
+        elif "=" in text:
+            query = text.lstrip("?")
+        else:
+            return {"code": text}  # the bare code: the user read it off the page themselves
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=64)
+        except ValueError:
+            return "that address has too many parameters"
+        params: dict[str, str] = {}
+        for key, value in pairs:
+            if key in params:  # RFC 6749 §3.1, as the listener
+                return f"parameter {key!r} repeats"
+            params[key] = value
+        if not params.get("code") and not params.get("error"):
+            return "that address carries no code (copy it from the page the login ended on)"
+        return params
+
+    def _take(self, params: dict[str, str], *, pasted_code: bool) -> tuple[int, str, str] | None:
+        """Accept a redirect once (state, iss); return (status, title, why) when refused.
+
+        `pasted_code`: the user pasted the bare code, which carries no state or iss; they
+        vouch for it by pasting, and PKCE still binds it to this login.
+        """
         request = self._request
         with self._lock:
             if self.state is not State.WAITING_FOR_REDIRECT or request is None:
-                return 409, pages.notice(
-                    "Already finished", "This login has already finished; you can close this tab."
+                return (
+                    409,
+                    "Already finished",
+                    "This login has already finished; you can close this tab.",
                 )
-            received = params.get("state", "")
+            received = request.state if pasted_code else params.get("state", "")
             if not hmac.compare_digest(received.encode(), request.state.encode()):
                 # A forged or stale redirect; the real one may still come (RFC 6749 §10.12).
                 log.debug("callback without the right state ignored")
-                return 400, pages.notice(
+                return (
+                    400,
                     "Unexpected request",
                     "This request did not carry the state of the login in progress and was "
                     "ignored. The login is still waiting.",
@@ -310,15 +396,25 @@ class Flow:
                     "If this provider really answers with that iss, set its `issuer:`",
                     origin_text(self.authorization_url or ""),
                 )
-                return 400, pages.notice(
+                return (
+                    400,
                     "Unexpected request",
                     "This answer names another server (iss) than the one this login went to "
                     "and was ignored. The login is still waiting.",
                 )
             self.state = State.WAITING_FOR_TOKEN  # the state is single use from here on
             self.callback_params = dict(params)
+            self._pasted_code = pasted_code
+        return None
+
+    def _complete(self, params: dict[str, str], *, reply_pending: bool = True) -> tuple[int, str]:
+        """Finish a taken redirect: errors, code exchange, account, store; return the page."""
+        name = self.provider.name
+        request = self._request
+        assert request is not None
         try:
-            self._check_issuer(params)
+            if not self._pasted_code:
+                self._check_issuer(params)
             error = params.get("error")
             if error:
                 desc = params.get("error_description") or ""
@@ -329,6 +425,7 @@ class Flow:
                         f"access denied ({text})",
                         AccessDenied(f"{name}: access denied ({text})"),
                         detail=text,
+                        reply_pending=reply_pending,
                     )
                 raise ProviderError(
                     f"{name} answered the authorization with an error: {text}",
@@ -353,21 +450,27 @@ class Flow:
             self.saved_to = self.store.save(token)
             self.token = token
         except LoopauthError as exc:
-            return self._fail(State.FAILED, str(exc), exc)
+            return self._fail(State.FAILED, str(exc), exc, reply_pending=reply_pending)
         except Exception as exc:  # a plugin bug: report it, never leave the flow hanging
             log.debug("unexpected error in the callback", exc_info=True)
             err = LoopauthError(
                 f"{name}: unexpected {type(exc).__name__} while completing the login"
             )
-            return self._fail(State.FAILED, str(err), err)
+            return self._fail(State.FAILED, str(err), err, reply_pending=reply_pending)
         label = token.account_label or token.account
-        self._finish(State.SUCCEEDED, None, None, reply_pending=True)
+        self._finish(State.SUCCEEDED, None, None, reply_pending=reply_pending)
         return 200, pages.success(name, label, self.provider.get("success_html"))
 
     def _fail(
-        self, state: State, text: str, error: LoopauthError, detail: str | None = None
+        self,
+        state: State,
+        text: str,
+        error: LoopauthError,
+        detail: str | None = None,
+        *,
+        reply_pending: bool = True,
     ) -> tuple[int, str]:
-        self._finish(state, text, error, reply_pending=True)
+        self._finish(state, text, error, reply_pending=reply_pending)
         denied = state is State.DENIED
         page = pages.failure(
             self.provider.name, detail or text, self.provider.get("failure_html"), denied=denied
@@ -408,7 +511,8 @@ def login(
     open_browser: bool = True,
     store: Store | None = None,
     on_url: Callable[[str, bool], None] | None = None,
+    paste: bool | None = None,
 ) -> Token:
     """Run a whole login and return the stored token (raises on denial, timeout or failure)."""
     flow = Flow(provider, account=account, store=store)
-    return flow.run(timeout, open_browser=open_browser, on_url=on_url)
+    return flow.run(timeout, open_browser=open_browser, on_url=on_url, paste=paste)

@@ -92,6 +92,7 @@ def login(
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopauth", *args, "--no-browser"],
+        stdin=subprocess.DEVNULL,  # not the terminal pytest runs in: no paste prompt
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
