@@ -11,11 +11,12 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from . import paths
-from .errors import ConfigError
+from .errors import ConfigError, IncompleteConfig
 from .provider import Provider, ProviderType, Setting
 from .urls import check_url
 from .yamldoc import Doc, Loader
@@ -48,6 +49,8 @@ class Config:
     errors: dict[str, ConfigError] = field(default_factory=dict)
     plugins: Mapping[str, ProviderType] = field(default_factory=dict)
     env_used: dict[str, str | None] = field(default_factory=dict)
+    # Providers that only lack environment variables, built without those settings.
+    partial: dict[str, Provider] = field(default_factory=dict)
     # (mtime_ns, size) of the file as it was read: a cache of this config is keyed on these,
     # not on a stat taken later, when the file may already hold something else.
     read_stamp: tuple[int, int] | None = None
@@ -79,6 +82,24 @@ class Config:
                 file=self.path,
             )
         return self.providers[name]
+
+    def select_local(self, name: str | None) -> Provider:
+        """Like select(), but a provider that only lacks environment variables is returned
+        too, without those settings: for commands that never send them (status, logout)."""
+        try:
+            return self.select(name)
+        except IncompleteConfig as exc:
+            if isinstance(exc.provider, Provider):
+                return exc.provider
+            raise
+
+    def incomplete(self) -> dict[str, tuple[str, ...]]:
+        """Return the providers that only lack environment variables, with those variables."""
+        return {
+            name: error.variables
+            for name, error in self.errors.items()
+            if isinstance(error, IncompleteConfig)
+        }
 
 
 def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
@@ -164,7 +185,55 @@ def convert(
                 raise ValueError(f"value of {k!r} must be a string or a number")
             out[k] = str(v).lower() if isinstance(v, bool) else str(v)
         return out
+    if kind == "ports":
+        return _ports(value, detail=shown is None)
     raise ValueError(f"unknown setting kind {kind}")
+
+
+MAX_PORTS = 1000  # a range is tried port by port, and each is a redirect URL to register
+PORT_FORMS = "a port (8400), a range (8400-8409) or a list of them"
+PORT_WORD = re.compile(r"([0-9]{1,10})(?:-([0-9]{1,10}))?")  # always used with fullmatch
+
+
+def _ports(value: Any, *, detail: bool = True) -> list[int]:
+    """Expand `8400-8409`, `8400`, or a list of ports and ranges, into ports in order.
+
+    `detail`: messages may quote the value (not when it came from a ${VAR}).
+    """
+    items = value if isinstance(value, list) else [value]
+    words: list[str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | str):
+            raise ValueError(f"must be {PORT_FORMS}")
+        # A string may hold several, as a ${VAR} would: "8400-8409, 8420".
+        words.extend(str(item).replace(",", " ").split())
+    if not words:
+        raise ValueError(f"must be {PORT_FORMS}")
+    ports: list[int] = []
+    seen: set[int] = set()
+    for word in words:
+        found = PORT_WORD.fullmatch(word)
+        if not found:
+            what = f"{word!r} is not" if detail else "holds something that is not"
+            raise ValueError(f"{what} a port or a range; write {PORT_FORMS}")
+        first = int(found.group(1))
+        last = int(found.group(2) or first)
+        for port in (first, last):
+            if not 1 <= port <= 65535:
+                what = f"port {port} is" if detail else "holds a port"
+                raise ValueError(f"{what} not between 1 and 65535")
+        if first > last:
+            what = f"range {word} runs" if detail else "holds a range that runs"
+            raise ValueError(f"{what} backwards (low-high, e.g. 8400-8409)")
+        if last - first + 1 > MAX_PORTS:
+            raise ValueError(f"names more than {MAX_PORTS} ports")
+        for port in range(first, last + 1):
+            if port not in seen:
+                seen.add(port)
+                ports.append(port)
+        if len(ports) > MAX_PORTS:
+            raise ValueError(f"names more than {MAX_PORTS} ports")
+    return ports
 
 
 def build_provider(
@@ -193,28 +262,32 @@ def build_provider(
     schema = ptype.all_settings()
     settings: dict[str, Any] = {}
     secret_env: set[str] = set()
+    # Every problem of this provider is reported at once, not one per run.
+    problems: list[ConfigError] = []
+    missing: dict[str, tuple[str, yaml.Node | None]] = {}  # setting -> (unset variable, node)
     for key, (knode, value) in raw.items():
         if key == "plugin":
             continue
         if key not in schema:
-            raise doc.error(
-                knode,
-                f"{prefix}.{key}",
-                f"unknown setting for plugin {plugin}{_did_you_mean(key, list(schema))}",
+            problems.append(
+                doc.error(
+                    knode,
+                    f"{prefix}.{key}",
+                    f"unknown setting for plugin {plugin}{_did_you_mean(key, list(schema))}",
+                )
             )
+            continue
         setting = schema[key]
         here: dict[str, str | None] = {}
         try:
             substituted = _substitute(value, here)
         except LookupError as exc:
             used.update(here)  # setting it later must invalidate what was cached about this
-            raise doc.error(
-                knode,
-                f"{prefix}.{key}",
-                f"environment variable {exc.args[0]} is not set (needed by provider {name})",
-            ) from None
+            missing[key] = (str(exc.args[0]), knode)
+            continue
         except ValueError as exc:
-            raise doc.error(knode, f"{prefix}.{key}", str(exc)) from None
+            problems.append(doc.error(knode, f"{prefix}.{key}", str(exc)))
+            continue
         used.update(here)
         if setting.secret:
             secret_env.update(here)
@@ -226,15 +299,21 @@ def build_provider(
             )
         except ValueError as exc:
             message = f"has the wrong type ({exc})" if setting.secret else str(exc)
-            raise doc.error(knode, f"{prefix}.{key}", message) from None
+            problems.append(doc.error(knode, f"{prefix}.{key}", message))
+    if missing:
+        problems.append(_missing_error(name, missing, doc, node))
+    if len(problems) > 1 or (problems and not missing):
+        raise _combined(problems, doc.path)
     for key, setting in schema.items():
-        if settings.get(key) is None and setting.default is not None:
+        if settings.get(key) is None and setting.default is not None and key not in missing:
             default = setting.default
             settings[key] = (
                 list(default)
                 if isinstance(default, list)
                 else (dict(default) if isinstance(default, dict) else default)
             )
+    if missing:
+        raise _incomplete(name, ptype, settings, secret_env, missing, problems[0], raw, doc, node)
     if ptype.derive is not None:
         ptype.derive(settings)
     if ptype.validate is not None:
@@ -243,10 +322,108 @@ def build_provider(
             key, _, message = problem.partition(": ")
             knode = raw.get(key, (node, None))[0]
             raise doc.error(knode, f"{prefix}.{key}" if message else prefix, message or problem)
+    _check_port_range(prefix, raw, settings, doc, node)
     _check_store(name, raw, settings, doc, node)
     provider = Provider(name, ptype, settings)
     provider.secret_env = frozenset(secret_env)
     return provider
+
+
+def _check_port_range(
+    prefix: str,
+    raw: Mapping[str, tuple[yaml.Node | None, Any]],
+    settings: Mapping[str, Any],
+    doc: Doc,
+    node: yaml.Node | None,
+) -> None:
+    """`redirect_port_range` chooses the port: the redirect_uri must leave it open."""
+    if not settings.get("redirect_port_range"):
+        return
+    uri = str(settings.get("redirect_uri") or "")
+    try:
+        parts = urlsplit(uri)
+        fixed = parts.port  # None or 0: no port, the range picks one
+    except ValueError:
+        return  # redirect_uri's own check names that problem
+    if fixed:
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        bare = urlunsplit((parts.scheme, host or "", parts.path, parts.query, ""))
+        knode = raw.get("redirect_port_range", (node, None))[0]
+        raise doc.error(
+            knode,
+            f"{prefix}.redirect_port_range",
+            f"needs a redirect_uri without a port, but redirect_uri has port {fixed}: write "
+            f"redirect_uri: {bare} to pick a port from the range, or remove "
+            f"redirect_port_range to keep port {fixed}",
+        )
+
+
+def _missing_error(
+    name: str,
+    missing: Mapping[str, tuple[str, yaml.Node | None]],
+    doc: Doc,
+    node: yaml.Node | None,
+) -> ConfigError:
+    """The one error naming every unset variable a provider's settings use."""
+    if len(missing) == 1:
+        [(key, (var, knode))] = missing.items()
+        return doc.error(
+            knode,
+            f"providers.{name}.{key}",
+            f"environment variable {var} is not set (needed by provider {name})",
+        )
+    listed = ", ".join(f"{var} ({key})" for key, (var, _) in missing.items())
+    return doc.error(node, f"providers.{name}", f"environment variables {listed} are not set")
+
+
+def _combined(problems: list[ConfigError], path: str) -> ConfigError:
+    """One error for all of a file's (or a provider's) problems, each on its own line."""
+    flat: list[ConfigError] = [part for p in problems for part in getattr(p, "parts", None) or [p]]
+    if len(flat) == 1:
+        return flat[0]
+    combined = ConfigError(
+        f"{len(flat)} problems:\n" + "\n".join(f"  {p}" for p in flat),
+        file=path,
+        line=flat[0].line,
+    )
+    combined.parts = flat  # type: ignore[attr-defined]
+    return combined
+
+
+def _incomplete(
+    name: str,
+    ptype: ProviderType,
+    settings: dict[str, Any],
+    secret_env: set[str],
+    missing: Mapping[str, tuple[str, yaml.Node | None]],
+    error: ConfigError,
+    raw: Mapping[str, tuple[yaml.Node | None, Any]],
+    doc: Doc,
+    node: yaml.Node | None,
+) -> IncompleteConfig:
+    """The error for a provider that only lacks variables, with the provider built without
+    them (no validation: what it needs may be what is missing), for status and logout."""
+    variables = tuple(var for var, _ in missing.values())
+    partial: Provider | None = None
+    if not {"store", "store_options"} & set(missing):
+        try:
+            if ptype.derive is not None:
+                ptype.derive(settings)
+            _check_store(name, raw, settings, doc, node)
+        except (ConfigError, LookupError, ValueError, TypeError):
+            partial = None
+        else:
+            partial = Provider(name, ptype, settings)
+            partial.secret_env = frozenset(secret_env)
+            partial.missing = {key: var for key, (var, _) in missing.items()}
+    return IncompleteConfig(
+        error.message,
+        variables=variables,
+        provider=partial,
+        file=error.file,
+        line=error.line,
+        key=error.key,
+    )
 
 
 def _check_store(
@@ -433,28 +610,35 @@ def _parse(loader: Loader, path: str, types: Mapping[str, ProviderType]) -> Conf
     if root is None:
         raise ConfigError("is empty; it needs a `providers:` mapping", file=path)
     top = doc.mapping(root, "")
+    # Every problem in the file is reported in one run: collected here, raised at the end.
+    problems: list[ConfigError] = []
     for key, (knode, _) in top.items():
         if key not in TOP_KEYS:
-            raise doc.error(
-                knode,
-                key,
-                "unknown top-level key"
-                + _did_you_mean(key, TOP_KEYS)
-                + "; expected `default:` and `providers:`",
+            problems.append(
+                doc.error(
+                    knode,
+                    key,
+                    "unknown top-level key"
+                    + _did_you_mean(key, TOP_KEYS)
+                    + "; expected `default:` and `providers:`",
+                )
             )
     if "providers" not in top:
-        raise ConfigError("has no `providers:` mapping", file=path)
+        raise _combined([*problems, ConfigError("has no `providers:` mapping", file=path)], path)
     pnode = next(v for k, v in root.value if k.value == "providers")
     providers = doc.mapping(pnode, "providers") if top["providers"][1] is not None else {}
     if not providers:
-        raise doc.error(pnode, "providers", "no providers are configured")
+        problems.append(doc.error(pnode, "providers", "no providers are configured"))
+        raise _combined(problems, path)
     folded: dict[str, str] = {}
     for name, (knode, _) in providers.items():
         if name.casefold() in folded:  # names are directories: case-insensitive on Windows/macOS
-            raise doc.error(
-                knode,
-                f"providers.{name}",
-                f"differs from provider {folded[name.casefold()]!r} only in case",
+            problems.append(
+                doc.error(
+                    knode,
+                    f"providers.{name}",
+                    f"differs from provider {folded[name.casefold()]!r} only in case",
+                )
             )
         folded[name.casefold()] = name
     for name, (knode, _) in providers.items():
@@ -463,6 +647,10 @@ def _parse(loader: Loader, path: str, types: Mapping[str, ProviderType]) -> Conf
         try:
             raw = doc.mapping(vnode, f"providers.{name}")
             config.providers[name] = build_provider(name, raw, types, doc, knode, used)
+        except IncompleteConfig as exc:  # usable by commands that never send the settings
+            config.errors[name] = exc
+            if isinstance(exc.provider, Provider):
+                config.partial[name] = exc.provider
         except ConfigError as exc:
             config.errors[name] = exc
         config.env_used.update(used)  # every variable a setting read, set or not
@@ -472,17 +660,24 @@ def _parse(loader: Loader, path: str, types: Mapping[str, ProviderType]) -> Conf
         try:
             default = _substitute(default, used)
         except LookupError as exc:
-            raise doc.error(
-                dnode, "default", f"environment variable {exc.args[0]} is not set"
-            ) from None
+            problems.append(
+                doc.error(dnode, "default", f"environment variable {exc.args[0]} is not set")
+            )
+            default = None
         config.env_used.update(used)
         if default is not None and not isinstance(default, str):
-            raise doc.error(dnode, "default", "must be a provider name")
-        if default and default not in config.names():
-            raise doc.error(
-                dnode,
-                "default",
-                f"names no configured provider{_did_you_mean(default, config.names())}",
+            problems.append(doc.error(dnode, "default", "must be a provider name"))
+        elif default and default not in config.names():
+            problems.append(
+                doc.error(
+                    dnode,
+                    "default",
+                    f"names no configured provider{_did_you_mean(default, config.names())}",
+                )
             )
-        config.default = default or None
+        else:
+            config.default = default or None
+    if problems:
+        broken = [e for e in config.errors.values() if not isinstance(e, IncompleteConfig)]
+        raise _combined([*problems, *broken], path)
     return config

@@ -2,8 +2,8 @@
 
 - 0: ok
 - 1: internal error (a bug) or misuse of the Python API: LoopauthError
-- 2: usage, configuration or environment: UsageError, ConfigError, ListenError, PortBusy,
-  StoreWriteError, UnsafePath
+- 2: usage, configuration or environment: UsageError, ConfigError, IncompleteConfig,
+  ListenError, PortBusy, StoreWriteError, UnsafePath
 - 3: access denied: AccessDenied
 - 4: timed out or cancelled: FlowTimeout, FlowCancelled
 - 5: the provider answered an error, garbage, or not at all: ProviderError
@@ -39,6 +39,27 @@ class ConfigError(LoopauthError):
             where = f"{file}:{line}"
         prefix = ": ".join(p for p in (where, key) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class IncompleteConfig(ConfigError):
+    """A provider's settings name environment variables that are not set (exit 2 when used).
+
+    Not broken: `status`, `providers` and `logout` work without them, and say what is missing.
+    `provider` is the provider without those settings, for commands that never send them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        variables: tuple[str, ...],
+        provider: object | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        key: str = "",
+    ) -> None:
+        self.variables, self.provider = variables, provider
+        super().__init__(message, file=file, line=line, key=key)
 
 
 class AccessDenied(LoopauthError):

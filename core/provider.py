@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 if TYPE_CHECKING:
     from .token import Token
 
-SettingKind = Literal["str", "url", "bool", "int", "float", "scope", "map", "list"]
+SettingKind = Literal["str", "url", "bool", "int", "float", "scope", "map", "list", "ports"]
 
 # Signature of a custom client authentication: authlib calls it as fn(client, method, uri,
 # headers, body) and it returns (uri, headers, body).
@@ -38,6 +38,9 @@ BASE_SETTINGS: dict[str, Setting] = {
     "token_endpoint": Setting("url", help="token endpoint URL"),
     "refresh_endpoint": Setting("url", help="refresh endpoint URL (default: token_endpoint)"),
     "userinfo_endpoint": Setting("url", help="userinfo endpoint, used to name the account"),
+    "device_authorization_endpoint": Setting(
+        "url", help="RFC 8628 device authorization endpoint, for `login --device` (or discovered)"
+    ),
     "revocation_endpoint": Setting(
         "url", help="RFC 7009 revocation endpoint, used by `logout` (default: from discovery)"
     ),
@@ -56,6 +59,10 @@ BASE_SETTINGS: dict[str, Setting] = {
         "url",
         default="http://127.0.0.1:0/callback",
         help="redirect URI registered with the provider",
+    ),
+    "redirect_port_range": Setting(
+        "ports",
+        help="ports to try in order, for a redirect_uri without a port (8400-8409, or a list)",
     ),
     "supports_iss": Setting("bool", help="require RFC 9207 iss in the redirect"),
     "denied_errors": Setting(
@@ -127,6 +134,9 @@ class Provider:
         self.metadata: dict[str, Any] = {}
         # Environment variables its secret settings came from: kept from the browser's env.
         self.secret_env: frozenset[str] = frozenset()
+        # Settings left out because their ${VAR} is not set (setting -> variable): such a
+        # provider is only handed to commands that never send them (status, logout).
+        self.missing: dict[str, str] = {}
 
     @property
     def plugin(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -187,13 +188,17 @@ def test_cli_reports_config_errors_without_traceback(
             client_id: ${NOPE_ID}
     """,
     )
-    for args in (["login", "--no-browser"], ["token"], ["status"], ["refresh"], ["providers"]):
+    for args in (["login", "--no-browser"], ["token"], ["refresh"]):
         out = cli("--config", str(cfg), *args)
         assert out.returncode == 2, (args, out.stderr)
         assert "environment variable NOPE_ID is not set (needed by provider emu)" in (
             out.stderr + out.stdout
         )
         assert "Traceback" not in out.stderr
+    for args in (["status"], ["providers"]):  # they never send it: not broken, say what to set
+        out = cli("--config", str(cfg), *args)
+        assert out.returncode == 0, (args, out.stderr)
+        assert "set NOPE_ID" in out.stdout and "Traceback" not in out.stderr
     broken = write_config(tmp_path / "broken.yaml", "providers: [\n")
     out = cli("--config", str(broken), "token")
     assert out.returncode == 2 and f"{broken}:2: invalid YAML" in out.stderr
@@ -226,7 +231,11 @@ def test_no_config_anywhere(tmp_path: Path) -> None:
     assert out.returncode == 2 and "no providers.yaml found" in out.stderr
 
 
+UNSET_TIKTOK: dict[str, str] = {}  # the suite runs without them (asserted below)
+
+
 def test_repo_example_is_valid() -> None:
+    assert not {"TIKTOK_APP_KEY", "TIKTOK_APP_SECRET", "TIKTOK_SERVICE_ID"} & set(os.environ)
     from pathlib import Path
 
     ROOT = Path(__file__).resolve().parents[1]
@@ -236,10 +245,19 @@ def test_repo_example_is_valid() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "emulator (default): plugin oauth2" in out.stdout
     assert "tiktok-shop: plugin tiktok_shop" in out.stdout
-    bare = cli("--config", str(ROOT / "providers.yaml"), "providers")
-    assert "environment variable TIKTOK_APP_KEY is not set (needed by provider tiktok-shop)" in (
-        bare.stdout
+    # Without the TikTok variables the example is not broken: it says what to set, exit 0.
+    bare = cli("--config", str(ROOT / "providers.yaml"), "providers", env=UNSET_TIKTOK)
+    assert bare.returncode == 0, bare.stdout + bare.stderr
+    assert (
+        "tiktok-shop: plugin tiktok_shop; not ready: set TIKTOK_APP_KEY, TIKTOK_APP_SECRET, "
+        "TIKTOK_SERVICE_ID" in bare.stdout
     )
+    status = cli("--config", str(ROOT / "providers.yaml"), "status", env=UNSET_TIKTOK)
+    assert status.returncode == 0, status.stderr
+    assert "tiktok-shop: not logged in; to log in or refresh, set TIKTOK_APP_KEY" in status.stdout
+    login = cli("--config", str(ROOT / "providers.yaml"), "token", "tiktok-shop", env=UNSET_TIKTOK)
+    assert login.returncode == 2
+    assert "environment variables TIKTOK_APP_KEY (client_id), TIKTOK_APP_SECRET" in login.stderr
 
 
 @pytest.mark.parametrize(

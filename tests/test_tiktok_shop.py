@@ -477,6 +477,21 @@ def test_make_demo_job(tmp_path: Path) -> None:
     assert json.dumps(saved, indent=2) in proc.stdout
     assert "Maomao beauty shop  region=GB" in proc.stdout
     assert (tmp_path / ".loopauth-demo" / "providers.yaml").exists()
+    # What the demo says to run from a shell works, with none of the test's own settings.
+    exports = [line.strip() for line in proc.stdout.splitlines() if line.startswith("  export ")]
+    assert len(exports) == 2, proc.stdout
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPAUTH_", "TIKTOK_"))}
+    bindir = os.path.dirname(sys.executable)
+    shell = subprocess.run(
+        ["bash", "-c", "; ".join([*exports, "loopauth token"])],
+        cwd=tmp_path,
+        env={**clean, "PATH": bindir + os.pathsep + clean.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.strip() == saved["data"]["access_token"]
 
 
 def test_a_used_code_is_36004004(cfg: Path, tiktok: TikTokShopEmulator) -> None:

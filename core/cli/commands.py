@@ -37,14 +37,15 @@ def cmd_providers(args: argparse.Namespace) -> int:
     light, registry = _light(args), snapshot.read()
     if light is not None and registry is not None:  # both cached: no YAML, no plugins
         names, errors, cache = light
-        providers = cache["providers"]
+        providers, incomplete = cache["providers"], cache.get("incomplete") or {}
         default = cache.get("default")
         rows = [
             {
                 "name": name,
-                "plugin": providers[name].get("plugin") if name in providers else None,
+                "plugin": (providers.get(name) or incomplete.get(name) or {}).get("plugin"),
                 "default": name == default,
-                "error": errors.get(name),
+                "error": None if name in incomplete else errors.get(name),
+                "missing": incomplete[name]["variables"] if name in incomplete else None,
             }
             for name in names
         ]
@@ -59,16 +60,18 @@ def cmd_providers(args: argparse.Namespace) -> int:
     from .. import plugin_manager
 
     config = _config(args)
+    incomplete = config.incomplete()
     rows = []
     for name in config.names():
-        provider = config.providers.get(name)
+        provider = config.providers.get(name) or config.partial.get(name)
         error = config.errors.get(name)
         rows.append(
             {
                 "name": name,
                 "plugin": provider.plugin if provider else None,
                 "default": name == config.default,
-                "error": str(error) if error else None,
+                "error": str(error) if error and name not in incomplete else None,
+                "missing": list(incomplete[name]) if name in incomplete else None,
             }
         )
     plugins = [
@@ -89,6 +92,12 @@ def _print_providers(
     types: list[str],
     failures: dict[str, str],
 ) -> int:
+    if args.provider is not None:  # one provider: only its own problems count
+        rows = [row for row in rows if row["name"] == args.provider]
+        if not rows:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"no provider named {args.provider!r}", file=path)
     if args.json:
         print(
             json.dumps(
@@ -108,6 +117,11 @@ def _print_providers(
             mark = " (default)" if row["default"] else ""
             if row["error"]:
                 print(f"  {row['name']}{mark}: ERROR {row['error']}")
+            elif row["missing"]:
+                print(
+                    f"  {row['name']}{mark}: plugin {row['plugin']}; not ready: set "
+                    + ", ".join(row["missing"])
+                )
             else:
                 print(f"  {row['name']}{mark}: plugin {row['plugin']}")
         print("installed plugins:")
@@ -127,6 +141,17 @@ def cmd_login(args: argparse.Namespace) -> int:
     provider = _config(args).select(args.provider)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError("--timeout must be a positive, finite number of seconds")
+    if args.scope is not None:
+        scopes = [s for words in args.scope for s in words.split()]
+        if not scopes:
+            raise UsageError("--scope needs at least one scope")
+        provider.settings["scope"] = scopes  # this login only: the config object is ours
+    if args.device:
+        if args.paste or args.no_browser:
+            raise UsageError("--device opens no browser and takes no pasted address")
+        from .device_login import login_device
+
+        return login_device(args, provider)
     timeout = args.timeout if args.timeout is not None else provider.timeout
     flow = Flow(provider, account=args.account)
     err = sys.stderr
@@ -143,7 +168,11 @@ def cmd_login(args: argparse.Namespace) -> int:
         else:
             print(f"Open this URL in a browser to log in to {provider.name}:", file=err)
         print(url, file=err, flush=True)  # alone on its line, for people and scripts alike
-        if not tty:
+        if not opened:
+            hint = _ssh_forward_hint(flow.redirect_uri or "")
+            if hint:
+                print(hint, file=err, flush=True)
+        if not tty or flow.pasting:
             print(
                 f"Waiting up to {timeout:g} s for the redirect to {flow.redirect_uri}",
                 file=err,
@@ -164,6 +193,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             open_browser=not args.no_browser,
             on_url=announce,
             on_tick=tick if tty else None,
+            paste=True if args.paste else None,
         )
     finally:
         if tty:
@@ -177,6 +207,35 @@ def cmd_login(args: argparse.Namespace) -> int:
         if args.output != "-":
             print(f"Token response written to {args.output}", file=err)
     return 0
+
+
+def _ssh_forward_hint(redirect_uri: str) -> str | None:
+    """In an SSH session without a display: the `ssh -L` line that forwards the listener."""
+    from urllib.parse import urlsplit
+
+    session = os.environ.get("SSH_CONNECTION", "").split()
+    if len(session) != 4 or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    server, ssh_port = session[2], session[3]
+    parts = urlsplit(redirect_uri)
+    if not parts.port:
+        return None
+    host = parts.hostname or "127.0.0.1"
+    target = f"[{host}]" if ":" in host else host
+    if ":" in server:
+        server = f"[{server}]"
+    try:
+        import getpass
+
+        user = getpass.getuser() + "@"
+    except (KeyError, OSError, ImportError):  # no name for this uid (a container)
+        user = ""
+    port_opt = "" if ssh_port == "22" else f" -p {ssh_port}"
+    return (
+        "Or, on the machine with the browser, forward the listener's port first and the login "
+        f"completes by itself:\n  ssh -N -L {parts.port}:{target}:{parts.port}{port_opt} "
+        f"{user}{server}"
+    )
 
 
 def _store_of(provider: Any) -> Any:
@@ -233,16 +292,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     if light is not None:  # answered from the cache: no YAML, no plugins
         from ..store import TokenStore
 
-        names, errors, _ = light
+        names, errors, cache = light
         if args.provider is None or args.provider in names:
             selected = [args.provider] if args.provider else names
             store = TokenStore()
-            return show_status(selected, errors, lambda name: store, as_json=args.json)
+            incomplete = cache.get("incomplete") or {}
+            missing = {n: list(v["variables"]) for n, v in incomplete.items()}
+            return show_status(
+                selected,
+                {n: e for n, e in errors.items() if n not in missing},
+                lambda name: store,
+                as_json=args.json,
+                missing=missing,
+            )
     config = _config(args)
-    names = [config.select(args.provider).name] if args.provider else config.names()
-    errors = {name: str(error) for name, error in config.errors.items()}
+    names = [config.select_local(args.provider).name] if args.provider else config.names()
+    incomplete = config.incomplete()
+    readable = {**config.partial, **config.providers}
     return show_status(
-        names, errors, lambda name: _store_of(config.providers[name]), as_json=args.json
+        names,
+        {name: str(error) for name, error in config.errors.items() if name not in incomplete},
+        lambda name: _store_of(readable[name]) if name in readable else None,
+        as_json=args.json,
+        missing={name: list(v) for name, v in incomplete.items()},
     )
 
 
@@ -259,14 +331,18 @@ def _light(args: argparse.Namespace) -> tuple[list[str], dict[str, str], dict[st
     providers, errors = cache.get("providers"), cache.get("errors")
     if not isinstance(providers, dict) or not isinstance(errors, dict):
         return None
-    if not all(isinstance(p, dict) and p.get("file_store") is True for p in providers.values()):
+    incomplete = cache.get("incomplete") or {}
+    if not isinstance(incomplete, dict):
+        return None
+    stores = [*providers.values(), *incomplete.values()]
+    if not all(isinstance(p, dict) and p.get("file_store") is True for p in stores):
         return None
     return sorted({*providers, *errors}), {str(k): str(v) for k, v in errors.items()}, cache
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
     """Make an account the provider's default (like `gh auth switch`)."""
-    provider = _config(args).select(args.provider)
+    provider = _config(args).select_local(args.provider)  # sends nothing: no secrets needed
     store = _store_of(provider)
     account_id = store.switch(provider.name, args.account_name)
     token = store.read(provider.name, account_id)
@@ -279,9 +355,19 @@ def cmd_logout(args: argparse.Namespace) -> int:
     """Revoke the token at the provider (RFC 7009) where it can, then delete it."""
     from ..errors import LoopauthError, StoreError, StoreWriteError
 
-    provider = _config(args).select(args.provider)
+    provider = _config(args).select_local(args.provider)  # secrets are only for revocation
     store = _store_of(provider)
     account_id = store.resolve(provider.name, args.account)
+    unset = _unset_for_revocation(provider)
+    if unset and not (args.local or args.force):
+        from ..errors import IncompleteConfig
+
+        raise IncompleteConfig(
+            f"{provider.name}: revoking the token needs {', '.join(unset)}, which is not set; "
+            f"set it, or only delete the token here with: loopauth logout {provider.name} "
+            f"--account {account_id} --local",
+            variables=tuple(unset),
+        )
     try:
         token = store.read(provider.name, account_id)
     except StoreWriteError:  # the store itself is unusable: nothing can be removed either
@@ -294,6 +380,8 @@ def cmd_logout(args: argparse.Namespace) -> int:
         done = "removed the damaged token; nothing could be revoked"
     elif args.local:
         done = "removed the token locally (--local: not revoked at the provider)"
+    elif unset:
+        done = f"removed the token locally only ({', '.join(unset)} not set: not revoked)"
     else:
         from ..revocation import revoke
 
@@ -319,6 +407,19 @@ def cmd_logout(args: argparse.Namespace) -> int:
     store.remove(provider.name, account_id)
     print(f"Logged out of {name}: {done}", file=sys.stderr)
     return 0
+
+
+def _unset_for_revocation(provider: Any) -> list[str]:
+    """Return the unset variables a revocation would need (none when it cannot revoke anyway)."""
+    missing: dict[str, str] = provider.missing
+    if not missing:
+        return []
+    revocable = any(
+        provider.get(key) or key in missing for key in ("revocation_endpoint", "issuer")
+    )
+    if not revocable:  # e.g. TikTok Shop: nothing is sent, so nothing is needed
+        return []
+    return sorted(set(missing.values()))
 
 
 def cmd_import(args: argparse.Namespace) -> int:

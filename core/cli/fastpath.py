@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..config import Config
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 # The account lock taken by a caller that found the token expired; held until the process
 # ends (or main() releases it) so the full CLI refreshes under it while others wait.
@@ -60,6 +60,17 @@ def write_cache(config: Config) -> None:
                     and not p.settings.get("store_options"),
                 }
                 for name, p in config.providers.items()
+            },
+            # Providers that only lack variables: not broken, and status still reads them.
+            "incomplete": {
+                name: {
+                    "variables": list(variables),
+                    "plugin": config.partial[name].plugin if name in config.partial else None,
+                    "file_store": name in config.partial
+                    and (config.partial[name].settings.get("store") or "file") == "file"
+                    and not config.partial[name].settings.get("store_options"),
+                }
+                for name, variables in config.incomplete().items()
             },
             "broken": sorted(config.errors),
             # ConfigError texts quote ${VAR}s, never their values: safe to keep.

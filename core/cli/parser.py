@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .. import __version__
 from ..command import Command
 from ..errors import UsageError
-from . import commands
+from . import commands, completion
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ BUILTIN = frozenset(
         "exec",
         "trust",
         "emulator",
+        "completion",
     }
 )
 
@@ -53,6 +54,10 @@ def _columns() -> int:
         return max(os.get_terminal_size(2).columns, 20)
     except (OSError, ValueError):
         return 80
+
+
+class _RawFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
+    """Keeps the description's lines (install instructions) as written."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,22 +115,27 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
     ) -> argparse.ArgumentParser:
         p = add(name, help_text)
         if provider:
-            p.add_argument(
-                "provider",
-                nargs="?",
-                metavar="PROVIDER",
-                help="provider name (default: `default:` or the only one)",
+            completion.attach(
+                p.add_argument(
+                    "provider",
+                    nargs="?",
+                    metavar="PROVIDER",
+                    help="provider name (default: `default:` or the only one)",
+                ),
+                completion.providers,
             )
         if account:
-            p.add_argument("--account", metavar="NAME", help="account id or label")
+            completion.attach(
+                p.add_argument("--account", metavar="NAME", help="account id or label"),
+                completion.accounts,
+            )
         p.set_defaults(func=fn)
         return p
 
     p = command(
         "providers",
-        "list configured providers and installed plugins",
+        "list configured providers (or PROVIDER) and installed plugins",
         commands.cmd_providers,
-        provider=False,
         account=False,
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -133,6 +143,24 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
     p = command("login", "log in through the browser and store the token", commands.cmd_login)
     p.add_argument(
         "--no-browser", action="store_true", help="do not open a browser; print the URL on stderr"
+    )
+    p.add_argument(
+        "--paste",
+        action="store_true",
+        help="also accept the address the browser ends on (or the code), pasted here: for "
+        "logins from another machine (the default when no browser can be opened)",
+    )
+    p.add_argument(
+        "--device",
+        action="store_true",
+        help="use the device authorization grant (RFC 8628): a code to enter on any device",
+    )
+    p.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="scopes to ask for this time instead of the configured ones (repeat, or quote "
+        "several separated by spaces)",
     )
     p.add_argument(
         "--timeout",
@@ -196,8 +224,13 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
         description="Make ACCOUNT (an id or label) the account that commands and get_token use "
         "for PROVIDER when no --account is given.",
     )
-    p.add_argument("provider", metavar="PROVIDER", help="provider name")
-    p.add_argument("account_name", metavar="ACCOUNT", help="account id or label")
+    completion.attach(
+        p.add_argument("provider", metavar="PROVIDER", help="provider name"), completion.providers
+    )
+    completion.attach(
+        p.add_argument("account_name", metavar="ACCOUNT", help="account id or label"),
+        completion.accounts,
+    )
     p.set_defaults(func=commands.cmd_switch)
 
     p = add(
@@ -207,12 +240,17 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
         "parse: TikTok Shop's {code, message, data} answer as the Chilkat sample saves it, or a "
         "standard token response. Each file is reported; a bad one does not stop the rest.",
     )
-    p.add_argument("provider", metavar="PROVIDER", help="provider name")
+    completion.attach(
+        p.add_argument("provider", metavar="PROVIDER", help="provider name"), completion.providers
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="token response files, - = stdin")
-    p.add_argument(
-        "--account",
-        metavar="NAME",
-        help="account id for files that name none (default: `default`)",
+    completion.attach(
+        p.add_argument(
+            "--account",
+            metavar="NAME",
+            help="account id for files that name none (default: `default`)",
+        ),
+        completion.accounts,
     )
     p.add_argument(
         "--replace",
@@ -268,6 +306,16 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
     p.add_argument("--access-token-lifetime", type=int, metavar="SECONDS")
     p.add_argument("--rotate-refresh-tokens", action="store_true")
     p.set_defaults(func=commands.cmd_emulator)
+
+    p = sub.add_parser(
+        "completion",
+        help="print the shell code for TAB completion (bash, zsh, fish)",
+        description=completion.INSTALL,
+        formatter_class=_RawFormatter,
+    )
+    _global_options(p, command=True)
+    p.add_argument("shell", choices=completion.SHELLS, metavar="SHELL", help="bash, zsh or fish")
+    p.set_defaults(func=completion.cmd_completion)
 
     if plugin_commands is None:
         from .. import plugin_manager

@@ -44,12 +44,18 @@ def _refresh_state(token: Token) -> str:
 def show_status(
     names: list[str],
     errors: dict[str, str],
-    store_of: Callable[[str], Store],
+    store_of: Callable[[str], Store | None],
     *,
     as_json: bool,
+    missing: dict[str, list[str]] | None = None,
 ) -> int:
-    """Print every stored account of `names`; return 2 for a broken provider, 6 for damage."""
+    """Print every stored account of `names`; return 2 for a broken provider, 6 for damage.
+
+    A provider in `missing` only lacks environment variables: its accounts are shown (reading
+    them needs none of its secrets) with a note on what to set before a login or refresh.
+    """
     out = sys.stdout
+    missing = missing or {}
     broken = {name: errors[name] for name in names if name in errors}
     for error in broken.values():
         print(f"loopauth: {error}", file=sys.stderr)
@@ -65,6 +71,10 @@ def show_status(
         if name in broken:
             continue
         store = store_of(name)
+        if store is None:  # its store's own settings need the missing variables
+            if not as_json:
+                out.write(f"{name}: set {', '.join(missing.get(name, []))} to read its tokens\n")
+            continue
         default = store.get_default(name)
         where = store.describe()
         shown = 0
@@ -110,7 +120,12 @@ def show_status(
                 out.write("".join(lines))
                 lines.clear()
         out.write("".join(lines))
-        if not shown and not as_json and name not in broken:
+        if as_json:
+            pass
+        elif name in missing:
+            state = "" if shown else "not logged in; "
+            out.write(f"{name}: {state}to log in or refresh, set {', '.join(missing[name])}\n")
+        elif not shown:
             out.write(f"{name}: not logged in (run: loopauth login {name})\n")
     if as_json:
         out.write("\n]\n" if not first else "]\n")

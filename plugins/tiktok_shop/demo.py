@@ -83,7 +83,10 @@ def main() -> int:
         if os.environ.get("CI"):  # never pop a browser up on a CI machine or in the test suite
             cmd.append("--no-browser")
         print("demo: $ loopauth login tiktok-shop --output " + OUTPUT, flush=True)
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        # stdin: not the terminal, so no paste prompt mixes into the demo's output.
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         assert proc.stderr is not None
         play_the_seller = False
         for line in proc.stderr:
@@ -113,7 +116,31 @@ def main() -> int:
         shops = subprocess.run([*cli, "shops", PROVIDER], env=env, check=False)
         print("\ndemo: $ loopauth status tiktok-shop", flush=True)
         subprocess.run([*cli, "status", PROVIDER], env=env, check=False)
+    print(_how_to_use(config), flush=True)
     return shops.returncode
+
+
+def _how_to_use(config: str) -> str:
+    """How to reach the demo's token from the user's own shell (its home, config and app)."""
+    import shlex
+
+    program = os.path.join(os.path.dirname(sys.executable), "loopauth")
+    if os.path.exists(program) and program.startswith(os.getcwd() + os.sep):
+        program = os.path.relpath(program)
+    elif not os.path.exists(program):
+        program = "loopauth"
+    q = shlex.quote
+    # The demo's app key and "secret" are the emulator's made-up ones, nothing real.
+    return (
+        "\ndemo: the token is kept in the demo's own home. To use it from your shell (until it "
+        "expires: the emulator has stopped, so it cannot be refreshed):\n"
+        f"  export LOOPAUTH_HOME={q(HOME)} LOOPAUTH_CONFIG={q(config)}\n"
+        f"  export TIKTOK_APP_KEY={APP_KEY} TIKTOK_APP_SECRET={APP_SECRET} "
+        f"TIKTOK_SERVICE_ID={SERVICE_ID}\n"
+        f"  {program} token            # the access token, for scripts\n"
+        f"  {program} exec -- env | grep ACCESS_TOKEN   # or run a command with it\n"
+        f"  {program} status"
+    )
 
 
 if __name__ == "__main__":
