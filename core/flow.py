@@ -92,6 +92,15 @@ class Flow:
             raise LoopauthError(f"this flow was already started (state: {self.state.value})")
         self.store.check_writable(self.provider.name)
         oauth.discover(self.provider)
+        if not self.provider.get("authorization_endpoint") and self.provider.get(
+            "device_authorization_endpoint"
+        ):
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"{self.provider.name} has no authorization_endpoint, only a device "
+                f"endpoint: run loopauth login {self.provider.name} --device"
+            )
         listener = Listener(
             self.provider.get("redirect_uri"),
             self._on_callback,
@@ -121,7 +130,7 @@ class Flow:
         if launcher is None:
             launcher = self._start_launcher()
             if launcher is None:
-                return False  # no desktop: webbrowser would start a text browser in this terminal
+                return False  # no desktop, or only text browsers: the URL is printed instead
         from . import browser
         from .errors import UnsafePath
 

@@ -16,9 +16,15 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
     if not settings.get("client_id"):
         return "client_id: is required"
     if not settings.get("issuer"):
-        for key in ("authorization_endpoint", "token_endpoint"):
-            if not settings.get(key):
-                return f"{key}: is required unless `issuer` is set (for discovery)"
+        if not settings.get("token_endpoint"):
+            return "token_endpoint: is required unless `issuer` is set (for discovery)"
+        if not settings.get("authorization_endpoint") and not settings.get(
+            "device_authorization_endpoint"
+        ):  # a device-only provider (login --device) has no browser login
+            return (
+                "authorization_endpoint: is required unless `issuer` is set (for discovery) "
+                "or the provider is for `login --device` (device_authorization_endpoint)"
+            )
     if settings.get("supports_iss") and not settings.get("issuer"):
         return "supports_iss: needs `issuer`, the value the redirect's iss is compared with"
     for setting, reserved in (

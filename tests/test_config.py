@@ -64,7 +64,7 @@ providers:
         ),
         (
             "providers:\n  emu:\n    client_id: x\n",
-            "providers.emu.authorization_endpoint: is required unless `issuer` is set",
+            "providers.emu.token_endpoint: is required unless `issuer` is set",
         ),
         (
             "providers:\n  emu:\n    client_id: x\n    issuer: https://a.example\n"

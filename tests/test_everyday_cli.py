@@ -204,3 +204,22 @@ def test_login_scope_overrides_the_configured_scopes_once(
     assert parse_qs(urlsplit(again.url).query)["scope"] == ["openid profile email"]
     empty = cli("--config", str(config), "login", "--no-browser", "--scope", " ")
     assert empty.returncode == 2 and "--scope needs at least one scope" in empty.stderr
+
+
+def test_a_device_only_provider_points_browser_logins_to_device(
+    tmp_path: Path, emulator: OAuthEmulator, isolated: Path
+) -> None:
+    cfg = write_config(
+        tmp_path / "providers.yaml",
+        f"""
+        providers:
+          tv:
+            client_id: loopauth-demo
+            token_endpoint: {emulator.url}/token
+            device_authorization_endpoint: {emulator.url}/device_authorization
+    """,
+    )
+    out = cli("--config", str(cfg), "login", "--no-browser")
+    assert out.returncode == 2
+    assert "only a device endpoint: run loopauth login tv --device" in out.stderr
+    assert cli("--config", str(cfg), "providers").returncode == 0
