@@ -206,7 +206,7 @@ def _ports(value: Any, *, detail: bool = True) -> list[int]:
         if isinstance(item, bool) or not isinstance(item, int | str):
             raise ValueError(f"must be {PORT_FORMS}")
         # A string may hold several, as a ${VAR} would: "8400-8409, 8420".
-        words.extend(str(item).replace(",", " ").split())
+        words.extend(re.sub(r"\s*-\s*", "-", str(item)).replace(",", " ").split())
     if not words:
         raise ValueError(f"must be {PORT_FORMS}")
     ports: list[int] = []
@@ -313,6 +313,21 @@ def build_provider(
                 else (dict(default) if isinstance(default, dict) else default)
             )
     if missing:
+        # What does not hang on the missing values is still checked, so that setting them
+        # does not merely uncover the next problem.
+        later = _problem_besides(ptype, settings, missing, schema)
+        if later is not None:
+            key, _, message = later.partition(": ")
+            knode = raw.get(key, (node, None))[0]
+            problems.append(
+                doc.error(knode, f"{prefix}.{key}" if message else prefix, message or later)
+            )
+        try:
+            _check_port_range(prefix, raw, settings, doc, node)
+        except ConfigError as exc:
+            problems.append(exc)
+        if len(problems) > 1:
+            raise _combined(problems, doc.path)
         raise _incomplete(name, ptype, settings, secret_env, missing, problems[0], raw, doc, node)
     if ptype.derive is not None:
         ptype.derive(settings)
@@ -322,6 +337,15 @@ def build_provider(
             key, _, message = problem.partition(": ")
             knode = raw.get(key, (node, None))[0]
             raise doc.error(knode, f"{prefix}.{key}" if message else prefix, message or problem)
+    if settings.get("redirect_port_range") and not Provider(
+        name, ptype, settings
+    ).authorization_carries("redirect_uri"):
+        raise doc.error(
+            raw.get("redirect_port_range", (node, None))[0],
+            f"{prefix}.redirect_port_range",
+            f"plugin {plugin} sends the provider no redirect_uri (it redirects to the one URL "
+            "registered for the app), so the port cannot change: use a fixed port in redirect_uri",
+        )
     _check_port_range(prefix, raw, settings, doc, node)
     _check_store(name, raw, settings, doc, node)
     provider = Provider(name, ptype, settings)
@@ -356,6 +380,37 @@ def _check_port_range(
             f"redirect_uri: {bare} to pick a port from the range, or remove "
             f"redirect_port_range to keep port {fixed}",
         )
+
+
+def _problem_besides(
+    ptype: ProviderType,
+    settings: Mapping[str, Any],
+    missing: Mapping[str, object],
+    schema: Mapping[str, Setting],
+) -> str | None:
+    """Return the type's validation problem that is not about a missing setting, or None.
+
+    The missing settings stand in as distinct numeric strings (or a URL), which every string
+    check accepts, so a problem found is about the settings that are there.
+    """
+    if ptype.validate is None:
+        return None
+    trial = dict(settings)
+    for i, key in enumerate(missing):
+        kind = schema[key].kind
+        if kind == "url":
+            trial[key] = f"https://unset-{i}.invalid/"
+        elif kind == "str":
+            trial[key] = str(1_000_001 + i)
+    try:
+        if ptype.derive is not None:
+            ptype.derive(trial)
+        problem = ptype.validate(trial)
+    except Exception:  # a plugin's check that can't take the stand-ins: judged once they're set
+        return None
+    if problem is None or problem.partition(": ")[0] in missing:
+        return None
+    return problem
 
 
 def _missing_error(

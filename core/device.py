@@ -40,7 +40,8 @@ DEFAULT_INTERVAL = 5.0  # RFC 8628 §3.2: when the provider names none
 SLOW_DOWN_STEP = 5.0  # §3.5: slow_down adds 5 s for this and every later poll
 # Polling faster than once a second helps nobody; a provider's interval above a minute is taken
 # as a minute (one that really wants more answers slow_down, which raises it as it asks).
-MIN_INTERVAL, MAX_INTERVAL = 1.0, 60.0
+MIN_INTERVAL = 1.0
+MAX_ADDRESS = 2048  # characters: a verification address is typed or scanned, not a page
 MAX_LIFETIME = 86400.0  # a device code valid for more than a day is garbage
 MAX_BACKOFF = 60.0  # §3.5 backoff after network failures: doubling, but never past a minute
 MAX_USER_CODE = 128
@@ -140,9 +141,10 @@ def parse_authorization(
     interval = _seconds(name, "interval", data.get("interval"))
     if interval is None:
         interval = DEFAULT_INTERVAL
-    if interval > MAX_INTERVAL:
-        log.debug("%s asked for polls %g s apart; polling every %g s", name, interval, MAX_INTERVAL)
-    interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
+    if interval > expires_in:
+        raise bad("interval", "is longer than the code's lifetime (expires_in)")
+    # The provider's pace is kept (RFC 8628 §3.5), but never a busy loop on `0`.
+    interval = max(interval, MIN_INTERVAL)
     info = DeviceAuthorization(user_code.strip(), verification_uri, complete, expires_in, interval)
     return info, device_code
 
@@ -151,6 +153,8 @@ def _address(name: str, key: str, value: object) -> str | None:
     """Return a verification address fit to show and to open, None when absent, or raise."""
     if value is None:
         return None
+    if isinstance(value, str) and len(value) > MAX_ADDRESS:
+        raise ProviderError(f"{name}: the device authorization response's {key} is too long")
     problem = check_url(value, detail=False) if isinstance(value, str) else "is not a string"
     if problem is None and isinstance(value, str) and (" " in value or not value.isprintable()):
         problem = "has characters an address cannot have"
@@ -359,7 +363,7 @@ class DeviceFlow:
             except ProviderError as exc:
                 if _network_failure(exc):
                     # §3.5: after a connection failure, poll less often (doubling, bounded).
-                    wait, outage = min(wait * 2, MAX_BACKOFF), str(exc)
+                    wait, outage = max(self.interval, min(wait * 2, MAX_BACKOFF)), str(exc)
                     log.warning("%s: polling failed (%s); trying again in %g s", name, exc, wait)
                     continue
                 outage = None

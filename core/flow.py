@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
+import re
 import sys
 import threading
 import time
@@ -21,8 +22,15 @@ from .urls import origin, origin_text
 
 if TYPE_CHECKING:
     from . import browser
+    from .paste import PastePrompt
 
 log = logging.getLogger("loopauth.flow")
+
+
+# What a code may look like when pasted alone: RFC 6749 leaves codes opaque, but the ones
+# providers issue are URL-safe (some percent-encoded in the address bar, some with padding).
+_CODE = re.compile(r"[A-Za-z0-9._~+/%*!$'()-]{8,4096}={0,2}")
+_BARE = "\0bare"  # marks a bare pasted code among the parameters (no real key has a NUL)
 
 
 class State(enum.Enum):
@@ -70,6 +78,8 @@ class Flow:
         self._launcher: browser.Launcher | None = None
         self._preloading = False
         self.pasting = False  # run() is also taking a pasted address (see paste())
+        self._paste_choice: bool | None = False
+        self._prompt: PastePrompt | None = None
         self._pasted_code = False  # the redirect taken was a bare pasted code (no state, no iss)
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -174,6 +184,10 @@ class Flow:
                 "%s: no browser could be started; open the URL shown above instead",
                 self.provider.name,
             )
+            from .paste import stdin_is_terminal
+
+            if self._paste_choice is None and stdin_is_terminal():
+                self._start_paste()
 
     def _preload(self) -> None:
         """Import what the token exchange needs in the background, once, while the user logs in."""
@@ -204,7 +218,7 @@ class Flow:
                         ),
                     )
                     break
-                if on_tick is not None:
+                if on_tick is not None and not self.pasting:  # it would overwrite the input
                     on_tick(max(left, 0.0))
                 # Short slices so Ctrl+C is handled promptly on every platform.
                 self._done.wait(
@@ -222,14 +236,15 @@ class Flow:
         open_browser: bool = True,
         on_url: Callable[[str, bool], None] | None = None,
         on_tick: Callable[[float], None] | None = None,
-        paste: bool | None = None,
+        paste: bool | None = False,
     ) -> Token:
         """Start, open the browser, wait and return the token; raise what ended the flow.
 
         `on_url(url, opened)` shows the URL (default: printed on stderr when no browser opened).
         `paste`: also take the address the browser ended on, pasted on stdin, racing the
-        listener (see `paste()`); None (the default) does so when no browser opened and stdin
-        is a terminal. While pasting, `on_tick` is not called: it would write over the input.
+        listener (see `paste()`); None does so when no browser opened (or it failed to start)
+        and stdin is a terminal, as the CLI does. While pasting, `on_tick` is not called: it
+        would write over the input. Default False: a program's stdin is its own.
         """
         # The browser helper starts now, to be ready by the time the URL is (discovery, the
         # listener); it gets no page, and opens nothing, if start() fails.
@@ -241,7 +256,7 @@ class Flow:
                 self._launcher.cancel()
                 self._launcher = None
             raise
-        prompt = None
+        self._paste_choice = paste
         try:
             opened = self.launch_browser() if open_browser else False
             from .paste import stdin_is_terminal
@@ -252,19 +267,26 @@ class Flow:
             elif not opened:
                 print(url, file=sys.stderr, flush=True)
             if self.pasting:
-                from .paste import PastePrompt
-
-                prompt = PastePrompt(self, sys.stdin, sys.stderr)
-                prompt.start()
-                on_tick = None
+                self._start_paste()
             self.wait(timeout, on_tick=on_tick)
         except BaseException:  # the port and the launch page never outlive the call
             self.cancel("interrupted")
             raise
         finally:
-            if prompt is not None:
-                prompt.stop()
+            if self._prompt is not None:
+                self._prompt.stop()
         return self.result()
+
+    def _start_paste(self) -> None:
+        """Start the paste prompt on stdin (once); wait() stops its countdown from then on."""
+        from .paste import PastePrompt
+
+        with self._lock:
+            if self._prompt is not None or self.state.finished:
+                return
+            self._prompt = PastePrompt(self, sys.stdin, sys.stderr, self.redirect_uri or "")
+            self.pasting = True
+        self._prompt.start()
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop waiting and close the port; a finished flow is left as it is."""
@@ -328,27 +350,36 @@ class Flow:
     def paste(self, text: str) -> str | None:
         """Take what the user pasted: the address the browser ended on, or just the code.
 
-        It is checked like a redirect to the listener (state, iss, single use; the code
-        exchange then proves PKCE). Returns None once it is taken (the flow then ends, with
-        the token or an error), else why it was refused; the login keeps waiting.
+        An address is checked exactly as a redirect to the listener is (state, iss, single
+        use; the code exchange then proves PKCE). A bare code carries no state, so it is
+        taken only where PKCE binds it to this login; one the provider refuses leaves the
+        login waiting. Returns None once something is taken (the flow then ends, with the
+        token or an error), else why it was refused; the login keeps waiting.
         """
         params = self._pasted_params(text.strip())
         if isinstance(params, str):
             return params
-        bare = "state" not in params and set(params) == {"code"}
+        bare = params.pop(_BARE, None) is not None
+        if bare and self._request is not None and self._request.verifier is None:
+            return (
+                "a code alone can't be checked for this provider (its logins use no PKCE); "
+                "paste the whole address the browser ended on"
+            )
         refused = self._take(params, pasted_code=bare)
         if refused is not None:
             return refused[2]
-        self._complete(params, reply_pending=False)
+        self._complete(params, reply_pending=False, retry_refused_code=bare)
+        if bare and self.state is State.WAITING_FOR_REDIRECT:  # the provider refused it
+            return f"that code was not accepted ({self.failure}); paste the whole address"
         return None
 
     def _pasted_params(self, text: str) -> dict[str, str] | str:
-        """Return a pasted address's query parameters (or {'code': ...}), or what is wrong."""
-        from urllib.parse import parse_qsl, urlsplit
+        """Return a pasted address's query parameters (or the bare code), or what is wrong."""
+        from urllib.parse import parse_qsl, unquote, urlsplit
 
         if not text:
             return "nothing was pasted"
-        if len(text) > 8192 or not is_token_text(text):
+        if len(text) > 8192 or not is_token_text(text) or " " in text:
             return "that is not an address or a code (it holds spaces or control characters)"
         if "://" in text:
             parts = urlsplit(text)
@@ -356,10 +387,13 @@ class Flow:
             if (parts.path or "/") != expected:
                 return f"that is not the address the login ends on (its path is not {expected})"
             query = parts.query
-        elif "=" in text:
-            query = text.lstrip("?")
+        elif "?" in text or re.search(r"(^|&)(code|state|error|iss)=", text):
+            query = text.split("?", 1)[-1]
+        elif _CODE.fullmatch(text):
+            # The bare code, as shown in the address bar (percent-encoded there).
+            return {"code": unquote(text), _BARE: "1"}
         else:
-            return {"code": text}  # the bare code: the user read it off the page themselves
+            return "that is neither the address the browser ended on nor a code"
         try:
             pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=64)
         except ValueError:
@@ -416,8 +450,18 @@ class Flow:
             self._pasted_code = pasted_code
         return None
 
-    def _complete(self, params: dict[str, str], *, reply_pending: bool = True) -> tuple[int, str]:
-        """Finish a taken redirect: errors, code exchange, account, store; return the page."""
+    def _complete(
+        self,
+        params: dict[str, str],
+        *,
+        reply_pending: bool = True,
+        retry_refused_code: bool = False,
+    ) -> tuple[int, str]:
+        """Finish a taken redirect: errors, code exchange, account, store; return the page.
+
+        `retry_refused_code`: a bare pasted code the token endpoint refuses (a typo) puts the
+        login back to waiting instead of ending it; the real redirect may still come.
+        """
         name = self.provider.name
         request = self._request
         assert request is not None
@@ -458,6 +502,14 @@ class Flow:
             token.bound_to = oauth.binding(self.provider)
             self.saved_to = self.store.save(token)
             self.token = token
+        except ProviderError as exc:
+            if retry_refused_code and exc.response is not None:
+                with self._lock:
+                    if self.state is State.WAITING_FOR_TOKEN:
+                        self.state, self.failure = State.WAITING_FOR_REDIRECT, str(exc)
+                        self.callback_params = {}
+                        return 400, ""
+            return self._fail(State.FAILED, str(exc), exc, reply_pending=reply_pending)
         except LoopauthError as exc:
             return self._fail(State.FAILED, str(exc), exc, reply_pending=reply_pending)
         except Exception as exc:  # a plugin bug: report it, never leave the flow hanging
@@ -520,7 +572,7 @@ def login(
     open_browser: bool = True,
     store: Store | None = None,
     on_url: Callable[[str, bool], None] | None = None,
-    paste: bool | None = None,
+    paste: bool | None = False,
 ) -> Token:
     """Run a whole login and return the stored token (raises on denial, timeout or failure)."""
     flow = Flow(provider, account=account, store=store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket
 import struct
 import threading
@@ -341,6 +342,12 @@ class Listener:
                 if i > 0 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     log.debug("no IPv6 loopback here; listening on 127.0.0.1 only")
                     continue
+                if exc.errno == errno.EACCES and os.name == "posix" and 0 < port < 1024:
+                    raise ListenError(
+                        f"port {port} needs administrator rights here (ports below 1024 do); "
+                        "use a port above 1023 in redirect_uri (and in the provider's "
+                        "registered redirect URL)"
+                    ) from None
                 if exc.errno in _BUSY:
                     raise _Busy(address, port) from None
                 if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):

@@ -22,8 +22,9 @@ POLL = 0.2  # seconds: how soon a prompt notices that the listener won
 class PastePrompt:
     """Reads pasted lines from `source` in a daemon thread and hands each to `flow.paste`."""
 
-    def __init__(self, flow: Flow, source: TextIO, out: TextIO) -> None:
+    def __init__(self, flow: Flow, source: TextIO, out: TextIO, redirect_uri: str = "") -> None:
         self.flow, self.source, self.out = flow, source, out
+        self.redirect_uri = redirect_uri
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loopauth-paste", daemon=True)
 
@@ -33,6 +34,9 @@ class PastePrompt:
             "If the page after you allow access does not load (the browser is on another "
             "machine), copy the address it shows and paste it here, or just the code:"
         )
+        hint = ssh_forward_hint(self.redirect_uri)
+        if hint:
+            self._say(hint)
         self._thread.start()
 
     def stop(self) -> None:
@@ -112,3 +116,32 @@ def stdin_is_terminal() -> bool:
         return sys.stdin is not None and sys.stdin.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def ssh_forward_hint(redirect_uri: str) -> str | None:
+    """In an SSH session without a display: the `ssh -L` line that forwards the listener."""
+    from urllib.parse import urlsplit
+
+    session = os.environ.get("SSH_CONNECTION", "").split()
+    if len(session) != 4 or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    server, ssh_port = session[2], session[3]
+    parts = urlsplit(redirect_uri)
+    if not parts.port:
+        return None
+    host = parts.hostname or "127.0.0.1"
+    target = f"[{host}]" if ":" in host else host
+    if ":" in server:
+        server = f"[{server}]"
+    try:
+        import getpass
+
+        user = getpass.getuser() + "@"
+    except (KeyError, OSError, ImportError):  # no name for this uid (a container)
+        user = ""
+    port_opt = "" if ssh_port == "22" else f" -p {ssh_port}"
+    return (
+        "Or, on the machine with the browser, forward the listener's port first and the login "
+        f"completes by itself (with the host name you reach this machine by, if {server} is "
+        f"not it):\n  ssh -N -L {parts.port}:{target}:{parts.port}{port_opt} {user}{server}"
+    )

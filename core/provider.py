@@ -178,6 +178,28 @@ class Provider:
         """Return the client secret, if any."""
         return self.settings.get("client_secret") or None
 
+    def authorization_carries(self, key: str) -> bool:
+        """Return True when this provider's authorization URL carries parameter `key`.
+
+        A provider type may leave standard parameters out (TikTok Shop sends neither
+        `redirect_uri` nor `scope`: both are fixed on the app), and then settings that only
+        change them cannot work. Asked of the type's own `authorization_params`, offline.
+        """
+        custom = self.type.authorization_params
+        if custom is None:
+            return True
+        sample = {
+            "response_type": "code",
+            "client_id": "client",
+            "redirect_uri": "http://127.0.0.1:1/callback",
+            "scope": "scope",
+            "state": "state",
+        }
+        try:
+            return key in custom(self, dict(sample))
+        except Exception:  # a plugin that needs more than the sample: assume it is sent
+            return True
+
     @property
     def auth_method(self) -> str:
         """Return the client authentication method for the token endpoint."""

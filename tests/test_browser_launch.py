@@ -23,10 +23,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="stand-in browsers ar
 
 
 def real_wsl() -> bool:
-    try:
-        return "microsoft" in Path("/proc/sys/kernel/osrelease").read_text().lower()
-    except OSError:
-        return False
+    return os.path.exists("/proc/sys/fs/binfmt_misc/WSLInterop")
 
 
 # On a real WSL, loopauth rightly prefers Windows' browser to what these tests stand in.

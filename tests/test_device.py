@@ -363,6 +363,9 @@ def test_print_qr_draws_only_on_a_terminal_that_can_show_it() -> None:
     utf8 = Terminal("utf-8")
     assert print_qr(uri, utf8, heading="Scan:")
     assert utf8.getvalue().startswith("Scan:\n") and set(QR_BLOCKS) <= set(utf8.getvalue())
+    too_long = Terminal("utf-8")  # more than any QR code holds: the address alone, no crash
+    assert not print_qr("https://example.test/?" + "x" * 8000, too_long)
+    assert too_long.getvalue() == ""
 
 
 def test_provider_without_a_device_endpoint_exits_2(device_setup: Setup) -> None:
@@ -488,8 +491,15 @@ def test_device_authorization_response_defaults_and_lenient_numbers() -> None:
     )
     assert device_code == GOOD["device_code"] and info.verification_uri == GOOD["verification_uri"]
     assert (info.expires_in, info.interval, info.qr_uri) == (1800, 5, GOOD["verification_uri"])
-    info, _ = parse_authorization(offline_provider(), {**GOOD, "interval": 3600})
-    assert info.interval == 60  # capped; a provider that means it answers slow_down
+    info, _ = parse_authorization(offline_provider(), {**GOOD, "interval": 120})
+    assert info.interval == 120  # the provider's pace is kept (RFC 8628 §3.5)
+    info, _ = parse_authorization(offline_provider(), {**GOOD, "interval": 0})
+    assert info.interval == 1  # but never a busy loop
+    with pytest.raises(ProviderError, match="interval is longer than the code's lifetime"):
+        parse_authorization(offline_provider(), {**GOOD, "interval": 3600})
+    with pytest.raises(ProviderError, match="verification_uri_complete is too long"):
+        long = GOOD["verification_uri"] + "?user_code=" + "A" * 3000
+        parse_authorization(offline_provider(), {**GOOD, "verification_uri_complete": long})
 
 
 # -- the emulator's device endpoints ---------------------------------------------------------

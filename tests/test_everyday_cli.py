@@ -223,3 +223,87 @@ def test_a_device_only_provider_points_browser_logins_to_device(
     assert out.returncode == 2
     assert "only a device endpoint: run loopauth login tv --device" in out.stderr
     assert cli("--config", str(cfg), "providers").returncode == 0
+
+
+def test_a_provider_lacking_variables_still_shows_its_other_errors(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "providers.yaml",
+        """
+        providers:
+          a:
+            client_id: ${UNSET_ID_FOR_TEST}
+            redirect_uri: http://127.0.0.1:8400/callback
+            redirect_port_range: 8400-8409
+    """,
+    )
+    out = cli("--config", str(cfg), "providers")
+    assert out.returncode == 2, out.stdout
+    for expected in (
+        "UNSET_ID_FOR_TEST is not set",
+        "providers.a.token_endpoint: is required unless `issuer` is set",
+        "providers.a.redirect_port_range: needs a redirect_uri without a port",
+    ):
+        assert expected in out.stdout, out.stdout
+
+
+def test_refresh_all_with_the_repo_example_and_no_tiktok_tokens_is_fine(
+    emulator: OAuthEmulator,
+) -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {"LOOPAUTH_EMULATOR_URL": emulator.url}
+    for args in (("refresh", "--all"), ("refresh", "--all", "--json")):
+        out = cli("--config", str(root / "providers.yaml"), *args, env=env)
+        assert out.returncode == 0, out.stderr
+
+
+def test_a_logout_of_a_provider_lacking_its_token_endpoint_sends_nothing(
+    tmp_path: Path, emulator: OAuthEmulator, isolated: Path
+) -> None:
+    text = f"""
+        providers:
+          t:
+            client_id: loopauth-demo
+            authorization_endpoint: {emulator.url}/authorize
+            token_endpoint: ${{TE_FOR_TEST}}
+    """
+    cfg = write_config(tmp_path / "providers.yaml", text)
+    env = {"TE_FOR_TEST": f"{emulator.url}/token"}
+    assert login("--config", str(cfg), "login", env=env).returncode == 0
+    out = cli("--config", str(cfg), "logout")
+    assert out.returncode == 0, out.stderr
+    assert "offers no revocation endpoint" in out.stderr
+    assert emulator.revocation_calls == []
+
+
+def test_settings_tiktok_shop_cannot_honour_are_refused(shop_and_emu: Path, tmp_path: Path) -> None:
+    out = cli(
+        "--config",
+        str(shop_and_emu),
+        "login",
+        "tiktok-shop",
+        "--no-browser",
+        "--scope",
+        "seller.order.info",
+        env={"TIKTOK_APP_SECRET": SECRET},
+    )
+    assert out.returncode == 2
+    assert "sends no scopes when logging in" in out.stderr
+    text = shop_and_emu.read_text().replace(
+        "    plugin: tiktok_shop\n", "    plugin: tiktok_shop\n    redirect_port_range: 8400-8409\n"
+    )
+    ranged = write_config(tmp_path / "ranged.yaml", text)
+    out = cli(
+        "--config", str(ranged), "providers", "tiktok-shop", env={"TIKTOK_APP_SECRET": SECRET}
+    )
+    assert out.returncode == 2
+    assert "sends the provider no redirect_uri" in out.stdout
+
+
+def test_a_spaced_port_range_is_read_as_one(tmp_path: Path) -> None:
+    from loopauth.config import parse
+
+    config = parse(
+        "providers:\n  a:\n    issuer: https://a.example\n    client_id: x\n"
+        "    redirect_uri: http://127.0.0.1/cb\n    redirect_port_range: 8400 - 8402\n"
+    )
+    assert config.select("a").get("redirect_port_range") == [8400, 8401, 8402]

@@ -229,9 +229,10 @@ def test_without_a_browser_a_terminal_gets_the_prompt_and_the_ssh_line(
         lines = []
         for line in proc.stderr:
             lines.append(line)
-            if "paste it here" in line:
+            if "ssh -N -L" in line:
                 break
         text = "".join(lines)
+        assert "paste it here" in text
         url = next(line.strip() for line in lines if line.startswith("http"))
         redirect = next(line for line in lines if WAITING in line).split(WAITING)[1].strip()
         port = urlsplit(redirect).port
@@ -286,3 +287,79 @@ def test_select_loop_notices_the_end_without_input() -> None:
         prompt._thread.join(2)
         assert not prompt._thread.is_alive()
     os.close(write_end)
+
+
+def test_an_address_without_the_state_is_refused_like_at_the_listener(
+    config: Path, emulator: OAuthEmulator, isolated: Path
+) -> None:
+    """Someone else's code in a loopback address (login CSRF) is not taken for a bare code."""
+    session = start(config)
+    ended_on = session.consent()
+    parts = urlsplit(ended_on)
+    [code_value] = parse_qs(parts.query)["code"]
+    session.paste(urlunsplit(parts._replace(query=urlencode({"code": code_value}))))
+    assert "state" in session.read_until("Paste the address again")
+    session.paste(f"code={code_value}")  # the query alone is an address too: state needed
+    assert "state" in session.read_until("Paste the address again")
+    assert emulator.token_calls == []
+    session.paste("y")  # a stray key press is neither an address nor a code
+    assert "neither" in session.read_until("Paste the address again")
+    session.paste("mistyped-code-0123")  # looks like a code: the provider refuses it
+    assert "not accepted" in session.read_until("Paste the address again")
+    session.paste(ended_on)  # the login was still waiting
+    code, err = session.finish()
+    assert code == 0, err
+    assert [c["grant_type"] for c in emulator.token_calls] == ["authorization_code"] * 2
+
+
+def test_a_bare_code_is_refused_where_no_pkce_binds_it(
+    shop_and_emu: Path, tiktok: TikTokShopEmulator
+) -> None:
+    session = start(shop_and_emu, "tiktok-shop", env={"TIKTOK_APP_SECRET": SECRET})
+    ended_on = session.consent()
+    [code_value] = parse_qs(urlsplit(ended_on).query)["code"]
+    session.paste(code_value)
+    assert "no PKCE" in session.read_until("Paste the address again")
+    session.paste(ended_on)
+    code, err = session.finish()
+    assert code == 0, err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
+def test_a_browser_that_fails_to_start_brings_up_the_prompt(
+    config: Path, emulator: OAuthEmulator, tmp_path: Path
+) -> None:
+    failing = tmp_path / "no-browser"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    env = {**os.environ, "BROWSER": str(failing)}
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "--config", str(config), "login", "--timeout", "30"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    os.close(follower)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "paste it here" in line:
+                break
+        text = "".join(lines)
+        assert "no browser could be started" in text
+        url = next(line.strip() for line in lines if line.startswith("http"))
+        redirect = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0])
+        ended_on = browse(url, stop_at=urlunsplit(redirect)).url
+        os.write(leader, ended_on.encode() + b"\n")
+        assert proc.wait(30) == 0, text + proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)

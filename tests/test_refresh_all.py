@@ -226,11 +226,19 @@ def test_a_broken_provider_does_not_stop_the_others(
     log_in(cfg, "emu", emulator, ADA)
     set_due("emu", "user-1")
     monkeypatch.delenv("TIKTOK_APP_SECRET")  # tiktok-shop can't be used now: its secret is unset
+    # With no tokens of its own it has nothing to refresh: not a failure.
+    nothing = run(cfg, "refresh", "--all")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "emu user-1: refreshed" in nothing.stderr
+    set_due("emu", "user-1")
+    monkeypatch.setenv("TIKTOK_APP_SECRET", SECRET)
+    log_in(cfg, SHOP)  # now it holds a token it cannot refresh without the secret
+    monkeypatch.delenv("TIKTOK_APP_SECRET")
     result = run(cfg, "refresh", "--all")
     assert result.returncode == 2, result.stderr
     assert "TIKTOK_APP_SECRET" in result.stderr
     assert "emu user-1: refreshed" in result.stderr
-    assert emu_refreshes(emulator) == 1
+    assert emu_refreshes(emulator) == 2
     assert "1 refreshed, 0 failed, 0 not due, of 1 accounts" in result.stderr
     assert "1 provider(s) could not be used" in result.stderr
     as_json = run(cfg, "refresh", "--all", "--force", "--json")
@@ -245,12 +253,15 @@ def test_a_broken_provider_does_not_stop_the_others(
     monkeypatch.setenv("TIKTOK_APP_SECRET", SECRET)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
+    import shutil
+
+    shutil.rmtree(isolated / "tokens" / SHOP)
     (isolated / "tokens" / SHOP).symlink_to(elsewhere)
     set_due("emu", "user-1")
     linked = run(cfg, "refresh", "--all")
     assert linked.returncode == 2, linked.stderr
     assert "is a symbolic link" in linked.stderr
-    assert "emu user-1: refreshed" in linked.stderr and emu_refreshes(emulator) == 3
+    assert "emu user-1: refreshed" in linked.stderr and emu_refreshes(emulator) == 4
 
 
 def test_usage_errors(cfg: Path) -> None:

@@ -93,11 +93,15 @@ def _print_providers(
     failures: dict[str, str],
 ) -> int:
     if args.provider is not None:  # one provider: only its own problems count
-        rows = [row for row in rows if row["name"] == args.provider]
-        if not rows:
+        chosen = [row for row in rows if row["name"] == args.provider]
+        if not chosen:
             from ..errors import ConfigError
 
-            raise ConfigError(f"no provider named {args.provider!r}", file=path)
+            names = ", ".join(row["name"] for row in rows) or "none"
+            raise ConfigError(
+                f"no provider named {args.provider!r}; configured: {names}", file=path
+            )
+        rows = chosen
     if args.json:
         print(
             json.dumps(
@@ -145,6 +149,11 @@ def cmd_login(args: argparse.Namespace) -> int:
         scopes = [s for words in args.scope for s in words.split()]
         if not scopes:
             raise UsageError("--scope needs at least one scope")
+        if not provider.authorization_carries("scope"):
+            raise UsageError(
+                f"{provider.name} (plugin {provider.plugin}) sends no scopes when logging in: "
+                "they are fixed on the app at the provider; --scope does not apply"
+            )
         provider.settings["scope"] = scopes  # this login only: the config object is ours
     if args.device:
         if args.paste or args.no_browser:
@@ -168,10 +177,6 @@ def cmd_login(args: argparse.Namespace) -> int:
         else:
             print(f"Open this URL in a browser to log in to {provider.name}:", file=err)
         print(url, file=err, flush=True)  # alone on its line, for people and scripts alike
-        if not opened:
-            hint = _ssh_forward_hint(flow.redirect_uri or "")
-            if hint:
-                print(hint, file=err, flush=True)
         if not tty or flow.pasting:
             print(
                 f"Waiting up to {timeout:g} s for the redirect to {flow.redirect_uri}",
@@ -207,35 +212,6 @@ def cmd_login(args: argparse.Namespace) -> int:
         if args.output != "-":
             print(f"Token response written to {args.output}", file=err)
     return 0
-
-
-def _ssh_forward_hint(redirect_uri: str) -> str | None:
-    """In an SSH session without a display: the `ssh -L` line that forwards the listener."""
-    from urllib.parse import urlsplit
-
-    session = os.environ.get("SSH_CONNECTION", "").split()
-    if len(session) != 4 or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return None
-    server, ssh_port = session[2], session[3]
-    parts = urlsplit(redirect_uri)
-    if not parts.port:
-        return None
-    host = parts.hostname or "127.0.0.1"
-    target = f"[{host}]" if ":" in host else host
-    if ":" in server:
-        server = f"[{server}]"
-    try:
-        import getpass
-
-        user = getpass.getuser() + "@"
-    except (KeyError, OSError, ImportError):  # no name for this uid (a container)
-        user = ""
-    port_opt = "" if ssh_port == "22" else f" -p {ssh_port}"
-    return (
-        "Or, on the machine with the browser, forward the listener's port first and the login "
-        f"completes by itself:\n  ssh -N -L {parts.port}:{target}:{parts.port}{port_opt} "
-        f"{user}{server}"
-    )
 
 
 def _store_of(provider: Any) -> Any:
@@ -358,7 +334,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     provider = _config(args).select_local(args.provider)  # secrets are only for revocation
     store = _store_of(provider)
     account_id = store.resolve(provider.name, args.account)
-    unset = _unset_for_revocation(provider)
+    unset, revocable = _unset_for_revocation(provider)
     if unset and not (args.local or args.force):
         from ..errors import IncompleteConfig
 
@@ -382,6 +358,8 @@ def cmd_logout(args: argparse.Namespace) -> int:
         done = "removed the token locally (--local: not revoked at the provider)"
     elif unset:
         done = f"removed the token locally only ({', '.join(unset)} not set: not revoked)"
+    elif not revocable:  # settings missing, none of them needed: nothing would be sent
+        done = f"removed the token locally only ({provider.name} offers no revocation endpoint)"
     else:
         from ..revocation import revoke
 
@@ -409,17 +387,20 @@ def cmd_logout(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unset_for_revocation(provider: Any) -> list[str]:
-    """Return the unset variables a revocation would need (none when it cannot revoke anyway)."""
+def _unset_for_revocation(provider: Any) -> tuple[list[str], bool]:
+    """Return (the unset variables a revocation would need, whether it could revoke at all).
+
+    Only for a provider that lacks variables; a complete one is (nothing unset, True).
+    """
     missing: dict[str, str] = provider.missing
     if not missing:
-        return []
+        return [], True
     revocable = any(
         provider.get(key) or key in missing for key in ("revocation_endpoint", "issuer")
     )
     if not revocable:  # e.g. TikTok Shop: nothing is sent, so nothing is needed
-        return []
-    return sorted(set(missing.values()))
+        return [], False
+    return sorted(set(missing.values())), True
 
 
 def cmd_import(args: argparse.Namespace) -> int:

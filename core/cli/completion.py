@@ -167,7 +167,7 @@ def _accounts(config_arg: str | None, name: str | None) -> dict[str, str | None]
             from ..store import TokenStore
 
             return TokenStore().accounts(name)  # no YAML, no plugins
-    provider = _load(config_arg).select(name)
+    provider = _load(config_arg).select_local(name)  # reading accounts needs no secrets
     from ..stores import open_store
 
     return open_store(provider).accounts(provider.name)

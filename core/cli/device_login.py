@@ -67,7 +67,10 @@ def print_qr(uri: str, stream: TextIO, *, heading: str = "") -> bool:
 
     import segno
 
-    qr = segno.make(uri, error="L", micro=False)
+    try:
+        qr = segno.make(uri, error="L", micro=False)
+    except (segno.DataOverflowError, ValueError):  # too long for any QR code: the address only
+        return False
     width = qr.symbol_size()[0]  # with the quiet zone scanners need
     if width > _columns(stream):
         return False  # wrapped lines would make it unreadable

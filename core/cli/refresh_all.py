@@ -31,6 +31,19 @@ def _accounts(
             yield provider, store, entry.account_id, due
 
 
+def _nothing_stored(config: Any, name: str) -> bool:
+    """Return True for a provider that only lacks variables and has no stored accounts."""
+    from ..stores import open_store
+
+    partial = config.partial.get(name)
+    if partial is None:
+        return False
+    try:
+        return not open_store(partial).accounts(name)
+    except LoopauthError:
+        return False
+
+
 def refresh_all(config: Any, provider: str | None, *, force: bool, jobs: int, as_json: bool) -> int:
     """Refresh what is due; one line (or a progress bar) per account; exit non-zero on failure."""
     from ..api import ensure_fresh
@@ -40,7 +53,8 @@ def refresh_all(config: Any, provider: str | None, *, force: bool, jobs: int, as
         raise UsageError(f"--jobs must be at least 1 (refreshes at once), not {jobs}")
     names = [config.select(provider).name] if provider else config.names()
     # A provider that can't be used (say, its secret's variable is unset) is reported, and the
-    # others are still refreshed: a scheduled job must not stop for one of them.
+    # others are still refreshed: a scheduled job must not stop for one of them. One that only
+    # lacks variables and holds no tokens has nothing to refresh: not a failure.
     broken = [
         {
             "provider": n,
@@ -49,7 +63,7 @@ def refresh_all(config: Any, provider: str | None, *, force: bool, jobs: int, as
             "exit_code": config.errors[n].exit_code,
         }
         for n in names
-        if n in config.errors
+        if n in config.errors and not (provider is None and _nothing_stored(config, n))
     ]
     total = 0
     usable = []
