@@ -21,12 +21,11 @@ from . import oauth, redact, transport
 from .errors import (
     AccessDenied,
     ConfigError,
-    FlowCancelled,
     FlowTimeout,
     LoopauthError,
     ProviderError,
 )
-from .flow import State
+from .flow import LoginFlow, State
 from .provider import Provider, TokenRequest
 from .store import Store
 from .terminal import printable
@@ -203,44 +202,19 @@ def _network_failure(exc: ProviderError) -> bool:
     return isinstance(cause, passing) and not isinstance(cause, requests.exceptions.SSLError)
 
 
-class DeviceFlow:
+class DeviceFlow(LoginFlow):
     """One device authorization login (RFC 8628): show a code, poll until it is approved."""
 
     def __init__(
         self, provider: Provider, *, account: str | None = None, store: Store | None = None
     ) -> None:
-        self.provider = provider
-        self.account = account
-        if store is None:
-            from .stores import open_store
-
-            store = open_store(provider)
-        self.store = store
-        self.state = State.IDLE
-        self.failure: str | None = None
-        self.error: LoopauthError | None = None
-        self.token: Token | None = None
-        self.saved_to: str | None = None
+        super().__init__(provider, account=account, store=store)
         self.authorization: DeviceAuthorization | None = None
         self.interval: float | None = None  # the current polling interval, slow_downs included
         self.polls = 0
         self._device_code: str | None = None
         self._token_endpoint = ""
         self._expires = math.inf  # time.monotonic() when the device code expires
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"DeviceFlow(provider={self.provider.name!r}, state={self.state.value!r})"
-
-    @property
-    def token_response(self) -> dict[str, Any] | None:
-        """Return the provider's raw token response, or its error answer (AccessTokenResponse)."""
-        if self.token is not None:
-            return self.token.raw
-        if isinstance(self.error, ProviderError) and self.error.response is not None:
-            return dict(self.error.response)
-        return None
 
     @property
     def expires_in(self) -> float:
@@ -312,20 +286,6 @@ class DeviceFlow:
             self.cancel("interrupted")
             raise
         return self.result()
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        """Stop polling; a finished flow is left as it is."""
-        self._finish(
-            State.CANCELLED, reason, FlowCancelled(f"{self.provider.name}: login {reason}")
-        )
-
-    def result(self) -> Token:
-        """Return the token of a successful flow, or raise the error that ended it."""
-        if self.state is State.SUCCEEDED and self.token is not None:
-            return self.token
-        if self.error is not None:
-            raise self.error
-        raise LoopauthError(f"the flow has not finished (state: {self.state.value})")
 
     def _finish(self, state: State, failure: str | None, error: LoopauthError | None) -> bool:
         with self._lock:
@@ -415,12 +375,7 @@ class DeviceFlow:
             if self.state is not State.WAITING_FOR_REDIRECT:
                 return
             self.state = State.WAITING_FOR_TOKEN
-        account = oauth.name_account(self.provider, token, {})
-        token.account_id = account.id
-        token.account_label = self.account or account.label
-        if account.id == "default" and self.account:
-            token.account_id = self.account
-        token.bound_to = oauth.binding(self.provider)
+        self._own(token, {})
         # Under the lock: a cancel() now either comes first (nothing saved) or after (success).
         with self._lock:
             if self.state is not State.WAITING_FOR_TOKEN:

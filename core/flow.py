@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import enum
 import hmac
 import logging
@@ -9,7 +10,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import oauth, pages
@@ -51,8 +52,9 @@ class State(enum.Enum):
         return self not in (State.IDLE, State.WAITING_FOR_REDIRECT, State.WAITING_FOR_TOKEN)
 
 
-class Flow:
-    """One authorization-code login through the system browser and a loopback listener."""
+class LoginFlow(abc.ABC):
+    """What a browser login (`Flow`) and a device login (`DeviceFlow`) share: the provider,
+    the account asked for, the store, the states and how the result is told."""
 
     def __init__(
         self, provider: Provider, *, account: str | None = None, store: Store | None = None
@@ -67,9 +69,59 @@ class Flow:
         self.state = State.IDLE
         self.failure: str | None = None
         self.error: LoopauthError | None = None
-        self.callback_params: dict[str, str] = {}
         self.token: Token | None = None
         self.saved_to: str | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider.name!r}, state={self.state.value!r})"
+
+    @property
+    def token_response(self) -> dict[str, Any] | None:
+        """Return the provider's raw token response, or its error answer (AccessTokenResponse)."""
+        if self.token is not None:
+            return self.token.raw
+        if isinstance(self.error, ProviderError) and self.error.response is not None:
+            return dict(self.error.response)
+        return None
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop waiting (and close what the login holds open); a finished flow is left as is."""
+        self._finish(
+            State.CANCELLED, reason, FlowCancelled(f"{self.provider.name}: login {reason}")
+        )
+
+    def result(self) -> Token:
+        """Return the token of a successful flow, or raise the error that ended it."""
+        if self.state is State.SUCCEEDED and self.token is not None:
+            return self.token
+        if self.error is not None:
+            raise self.error
+        raise LoopauthError(f"the flow has not finished (state: {self.state.value})")
+
+    @abc.abstractmethod
+    def _finish(self, state: State, failure: str | None, error: LoopauthError | None) -> bool:
+        """Enter an end state once (False if the flow had ended already) and wake wait()."""
+
+    def _own(self, token: Token, callback: Mapping[str, str]) -> None:
+        """Name the account the new token belongs to, and bind it to its issuer."""
+        account = oauth.name_account(self.provider, token, callback)
+        token.account_id = account.id
+        token.account_label = self.account or account.label
+        if account.id == "default" and self.account:
+            token.account_id = self.account
+        token.bound_to = oauth.binding(self.provider)
+
+
+class Flow(LoginFlow):
+    """One authorization-code login through the system browser and a loopback listener."""
+
+    def __init__(
+        self, provider: Provider, *, account: str | None = None, store: Store | None = None
+    ) -> None:
+        super().__init__(provider, account=account, store=store)
+        self.callback_params: dict[str, str] = {}
         self.authorization_url: str | None = None
         self.redirect_uri: str | None = None
         self._request: oauth.AuthorizationRequest | None = None
@@ -81,20 +133,8 @@ class Flow:
         self._paste_choice: bool | None = False
         self._prompt: PastePrompt | None = None
         self._pasted_code = False  # the redirect taken was a bare pasted code (no state, no iss)
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-
-    def __repr__(self) -> str:
-        return f"Flow(provider={self.provider.name!r}, state={self.state.value!r})"
-
-    @property
-    def token_response(self) -> dict[str, Any] | None:
-        """Return the provider's raw token response, or its error answer (AccessTokenResponse)."""
-        if self.token is not None:
-            return self.token.raw
-        if isinstance(self.error, ProviderError) and self.error.response is not None:
-            return dict(self.error.response)
-        return None
+        self._announced = False  # run() has shown the URL
+        self._browser_down = False  # the browser helper reported that none could be started
 
     def start(self) -> str:
         """Bind the listener and return the authorization URL to open."""
@@ -179,15 +219,24 @@ class Flow:
 
     def _browser_failed(self) -> None:
         """The helper had the page but could not start a browser (runs in its reaper thread)."""
-        if self.state is State.WAITING_FOR_REDIRECT:
-            log.warning(
-                "%s: no browser could be started; open the URL shown above instead",
-                self.provider.name,
-            )
-            from .paste import stdin_is_terminal
+        with self._lock:
+            self._browser_down = True
+            announced = self._announced
+        if announced:  # else run() says it, once the URL is on the screen
+            self._after_browser_failed()
 
-            if self._paste_choice is None and stdin_is_terminal():
-                self._start_paste()
+    def _after_browser_failed(self) -> None:
+        """Say that no browser started; take a pasted address instead where one can be typed."""
+        if self.state is not State.WAITING_FOR_REDIRECT:
+            return
+        log.warning(
+            "%s: no browser could be started; open the URL shown above instead",
+            self.provider.name,
+        )
+        from .paste import stdin_is_terminal
+
+        if self._paste_choice is None and stdin_is_terminal():
+            self._start_paste()
 
     def _preload(self) -> None:
         """Import what the token exchange needs in the background, once, while the user logs in."""
@@ -268,6 +317,11 @@ class Flow:
                 print(url, file=sys.stderr, flush=True)
             if self.pasting:
                 self._start_paste()
+            with self._lock:
+                self._announced = True
+                down = self._browser_down
+            if down:  # the browser failed before the URL was shown
+                self._after_browser_failed()
             self.wait(timeout, on_tick=on_tick)
         except BaseException:  # the port and the launch page never outlive the call
             self.cancel("interrupted")
@@ -287,20 +341,6 @@ class Flow:
             self._prompt = PastePrompt(self, sys.stdin, sys.stderr, self.redirect_uri or "")
             self.pasting = True
         self._prompt.start()
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        """Stop waiting and close the port; a finished flow is left as it is."""
-        self._finish(
-            State.CANCELLED, reason, FlowCancelled(f"{self.provider.name}: login {reason}")
-        )
-
-    def result(self) -> Token:
-        """Return the token of a successful flow, or raise the error that ended it."""
-        if self.state is State.SUCCEEDED and self.token is not None:
-            return self.token
-        if self.error is not None:
-            raise self.error
-        raise LoopauthError(f"the flow has not finished (state: {self.state.value})")
 
     def _finish(
         self,
@@ -491,15 +531,10 @@ class Flow:
             token = oauth.exchange_code(
                 self.provider, code, request.verifier, request.redirect_uri, params
             )
-            account = oauth.name_account(self.provider, token, params)
-            token.account_id = account.id
-            token.account_label = self.account or account.label
-            if account.id == "default" and self.account:
-                token.account_id = self.account
+            self._own(token, params)
             with self._lock:
                 if self.state is not State.WAITING_FOR_TOKEN:  # cancelled meanwhile
                     return 409, pages.notice("Cancelled", "The login was cancelled.")
-            token.bound_to = oauth.binding(self.provider)
             self.saved_to = self.store.save(token)
             self.token = token
         except ProviderError as exc:

@@ -204,13 +204,19 @@ def cmd_login(args: argparse.Namespace) -> int:
         if tty:
             raw.write("\r\x1b[2K")
             raw.flush()
+    return logged_in(provider.name, token, flow.saved_to, args.output)
+
+
+def logged_in(name: str, token: Any, saved_to: str | None, output: str | None) -> int:
+    """Say who a login (browser or device) logged in as; write `--output`; return 0."""
+    err = sys.stderr
     who = token.account_label or token.account
     extra = f" ({token.account_id})" if token.account_label and token.account_id else ""
-    print(f"Logged in to {provider.name} as {who}{extra}; token saved to {flow.saved_to}", file=err)
-    if args.output:
-        write_output(args.output, token.raw)
-        if args.output != "-":
-            print(f"Token response written to {args.output}", file=err)
+    print(f"Logged in to {name} as {who}{extra}; token saved to {saved_to}", file=err)
+    if output:
+        write_output(output, token.raw)
+        if output != "-":
+            print(f"Token response written to {output}", file=err)
     return 0
 
 

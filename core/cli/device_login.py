@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-from .output import write_output
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
@@ -45,14 +43,9 @@ def login_device(args: argparse.Namespace, provider: Any) -> int:
         if tty:
             raw.write("\r\x1b[2K")
             raw.flush()
-    who = token.account_label or token.account
-    extra = f" ({token.account_id})" if token.account_label and token.account_id else ""
-    print(f"Logged in to {provider.name} as {who}{extra}; token saved to {flow.saved_to}", file=err)
-    if args.output:
-        write_output(args.output, token.raw)
-        if args.output != "-":
-            print(f"Token response written to {args.output}", file=err)
-    return 0
+    from .commands import logged_in
+
+    return logged_in(provider.name, token, flow.saved_to, args.output)
 
 
 def print_qr(uri: str, stream: TextIO, *, heading: str = "") -> bool:
