@@ -81,6 +81,42 @@ class Session:
         return code, "".join(self.lines)
 
 
+class TerminalLogin:
+    """`loopauth login` with a pseudo-terminal for stdin, as a person at a keyboard runs it."""
+
+    def __init__(self, config: Path, env: dict[str, str], *extra: str) -> None:
+        import pty
+
+        self.leader, follower = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "loopauth", "--config", str(config), "login", *extra],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        os.close(follower)
+
+    def lines_until(self, needle: str) -> list[str]:
+        """Read stderr lines up to the one holding `needle`."""
+        assert self.proc.stderr is not None
+        lines = []
+        for line in self.proc.stderr:
+            lines.append(line)
+            if needle in line:
+                break
+        return lines
+
+    def type(self, text: str) -> None:
+        os.write(self.leader, text.encode() + b"\n")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        os.close(self.leader)
+
+
 def start(config: Path, *extra: str, env: dict[str, str] | None = None) -> Session:
     return Session("--config", str(config), "login", *extra, "--paste", "--no-browser", env=env)
 
@@ -212,25 +248,9 @@ def test_without_a_browser_a_terminal_gets_the_prompt_and_the_ssh_line(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["SSH_CONNECTION"] = "203.0.113.7 50022 198.51.100.2 2222"
-    import pty
-
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loopauth", "--config", str(config), "login"],
-        stdin=follower,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    os.close(follower)
+    term = TerminalLogin(config, env)
     try:
-        assert proc.stderr is not None
-        lines = []
-        for line in proc.stderr:
-            lines.append(line)
-            if "ssh -N -L" in line:
-                break
+        lines = term.lines_until("ssh -N -L")
         text = "".join(lines)
         assert "paste it here" in text
         url = next(line.strip() for line in lines if line.startswith("http"))
@@ -238,14 +258,12 @@ def test_without_a_browser_a_terminal_gets_the_prompt_and_the_ssh_line(
         port = urlsplit(redirect).port
         assert f"ssh -N -L {port}:127.0.0.1:{port} -p 2222 " in text
         assert "@198.51.100.2" in text
-        ended_on = browse(url, stop_at=redirect).url
-        os.write(leader, ended_on.encode() + b"\n")
-        assert proc.wait(30) == 0, text + proc.stderr.read()
-        assert "Logged in to emu" in proc.stderr.read()
+        term.type(browse(url, stop_at=redirect).url)
+        assert term.proc.stderr is not None
+        assert term.proc.wait(30) == 0, text + term.proc.stderr.read()
+        assert "Logged in to emu" in term.proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(leader)
+        term.close()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
@@ -333,33 +351,15 @@ def test_a_browser_that_fails_to_start_brings_up_the_prompt(
     failing.write_text("#!/bin/sh\nexit 1\n")
     failing.chmod(0o755)
     env = {**os.environ, "BROWSER": str(failing)}
-    import pty
-
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loopauth", "--config", str(config), "login", "--timeout", "30"],
-        stdin=follower,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    os.close(follower)
+    term = TerminalLogin(config, env, "--timeout", "30")
     try:
-        assert proc.stderr is not None
-        lines = []
-        for line in proc.stderr:
-            lines.append(line)
-            if "paste it here" in line:
-                break
+        lines = term.lines_until("paste it here")
         text = "".join(lines)
         assert "no browser could be started" in text
         url = next(line.strip() for line in lines if line.startswith("http"))
         redirect = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0])
-        ended_on = browse(url, stop_at=urlunsplit(redirect)).url
-        os.write(leader, ended_on.encode() + b"\n")
-        assert proc.wait(30) == 0, text + proc.stderr.read()
+        term.type(browse(url, stop_at=urlunsplit(redirect)).url)
+        assert term.proc.stderr is not None
+        assert term.proc.wait(30) == 0, text + term.proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(leader)
+        term.close()
