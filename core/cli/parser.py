@@ -148,7 +148,7 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
         "--paste",
         action="store_true",
         help="also accept the address the browser ends on (or the code), pasted here: for "
-        "logins from another machine (the default when no browser can be opened)",
+        "logins from another machine (automatic when no browser opens and stdin is a terminal)",
     )
     p.add_argument(
         "--device",
