@@ -133,7 +133,7 @@ class Flow(LoginFlow):
         self._paste_choice: bool | None = False
         self._prompt: PastePrompt | None = None
         self._pasted_code = False  # the redirect taken was a bare pasted code (no state, no iss)
-        self._announced = False  # run() has shown the URL
+        self._announced = True  # the URL is shown (run() holds this back until it has been)
         self._browser_down = False  # the browser helper reported that none could be started
 
     def start(self) -> str:
@@ -306,6 +306,8 @@ class Flow(LoginFlow):
                 self._launcher = None
             raise
         self._paste_choice = paste
+        with self._lock:
+            self._announced = False
         try:
             opened = self.launch_browser() if open_browser else False
             from .paste import stdin_is_terminal
