@@ -349,6 +349,13 @@ def build_provider(
     _check_port_range(prefix, raw, settings, doc, node)
     _check_store(name, raw, settings, doc, node)
     provider = Provider(name, ptype, settings)
+    absent = [s for s in settings.get("required_scopes") or [] if s not in settings["scope"]]
+    if absent and provider.authorization_carries("scope"):
+        raise doc.error(
+            raw.get("required_scopes", (node, None))[0],
+            f"{prefix}.required_scopes",
+            f"{', '.join(absent)} is not in `scope`: add it there too, or it is never asked for",
+        )
     provider.secret_env = frozenset(secret_env)
     return provider
 

@@ -301,7 +301,8 @@ class DeviceFlow(LoginFlow):
         try:
             self._poll_until_answered()
         except LoopauthError as exc:
-            self._finish(State.FAILED, str(exc), exc)
+            denied = isinstance(exc, AccessDenied)  # e.g. a required scope not granted
+            self._finish(State.DENIED if denied else State.FAILED, str(exc), exc)
         except Exception as exc:  # a plugin bug: report it, never leave the flow hanging
             log.debug("unexpected error while polling", exc_info=True)
             err = LoopauthError(f"{name}: unexpected {type(exc).__name__} while polling")

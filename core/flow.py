@@ -105,13 +105,55 @@ class LoginFlow(abc.ABC):
         """Enter an end state once (False if the flow had ended already) and wake wait()."""
 
     def _own(self, token: Token, callback: Mapping[str, str]) -> None:
-        """Name the account the new token belongs to, and bind it to its issuer."""
+        """Name the account the new token belongs to, bind it to its issuer, check its scopes."""
         account = oauth.name_account(self.provider, token, callback)
         token.account_id = account.id
         token.account_label = self.account or account.label
         if account.id == "default" and self.account:
             token.account_id = self.account
         token.bound_to = oauth.binding(self.provider)
+        self._check_scopes(token)
+
+    def _check_scopes(self, token: Token) -> None:
+        """Refuse a grant without a required scope; warn about one narrower than asked for.
+
+        A provider may grant fewer scopes than asked (RFC 6749 §3.3), and on some consent
+        pages (TikTok Shop's creators) the user unticks some: a script that needs a scope
+        should learn it at login, not at its first failing call.
+        """
+        name, granted = self.provider.name, set(token.scopes)
+        required = [s for s in self.provider.get("required_scopes") or [] if s not in granted]
+        if required:
+            raise AccessDenied(
+                f"{name}: the login was not granted the required scope(s) "
+                f"{', '.join(required)} (required_scopes); nothing was stored. Log in again "
+                "and allow them"
+            )
+        asked = (
+            (self.provider.get("scope") or [])
+            if self.provider.authorization_carries("scope")
+            else []
+        )
+        missing = [s for s in asked if s not in granted]
+        before = self._stored_scopes(token)
+        missing += [s for s in before if s not in granted and s not in missing]
+        if missing:
+            log.warning(
+                "%s: this login was granted fewer scopes than %s: without %s. Calls that "
+                "need them will fail; log in again and allow them if they are needed",
+                name,
+                "asked for and held before" if before else "asked for",
+                ", ".join(missing),
+            )
+
+    def _stored_scopes(self, token: Token) -> list[str]:
+        """Return the scopes the account's stored token holds (none when there is none)."""
+        if not token.account_id:
+            return []
+        try:
+            return list(self.store.read(self.provider.name, token.account_id).scopes)
+        except LoopauthError:  # no token yet, or a damaged one being replaced
+            return []
 
 
 class Flow(LoginFlow):
@@ -547,6 +589,8 @@ class Flow(LoginFlow):
                         self.callback_params = {}
                         return 400, ""
             return self._fail(State.FAILED, str(exc), exc, reply_pending=reply_pending)
+        except AccessDenied as exc:  # e.g. a required scope not granted
+            return self._fail(State.DENIED, str(exc), exc, reply_pending=reply_pending)
         except LoopauthError as exc:
             return self._fail(State.FAILED, str(exc), exc, reply_pending=reply_pending)
         except Exception as exc:  # a plugin bug: report it, never leave the flow hanging

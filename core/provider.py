@@ -45,6 +45,11 @@ BASE_SETTINGS: dict[str, Setting] = {
         "url", help="RFC 7009 revocation endpoint, used by `logout` (default: from discovery)"
     ),
     "scope": Setting("scope", default=[], help="scopes to request (string or list)"),
+    "required_scopes": Setting(
+        "scope",
+        default=[],
+        help="scopes a login must be granted; a grant without any of them is refused (exit 3)",
+    ),
     "auth_params": Setting("map", default={}, help="extra authorization URL parameters"),
     "token_params": Setting(
         "map", default={}, secret=True, help="extra token request parameters (may hold secrets)"

@@ -118,8 +118,11 @@ class OAuthEmulator(EmulatorServer):
         device_interval: int = 5,
         device_code_lifetime: int = 600,
         slow_down_polls: int = 0,
+        withheld_scopes: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(host, port)
+        # Scopes the user "unticks" on the consent page: asked for, but never granted.
+        self.withheld_scopes = withheld_scopes
         self.clients = clients if clients is not None else default_clients()
         for client in self.clients.values():
             if client.auth_method not in AUTH_METHODS:
@@ -348,7 +351,11 @@ class OAuthEmulator(EmulatorServer):
                 client.client_id,
                 p["redirect_uri"],
                 p.get("code_challenge"),
-                p.get("scope", DEFAULT_SCOPE),
+                " ".join(
+                    s
+                    for s in p.get("scope", DEFAULT_SCOPE).split()
+                    if s not in self.withheld_scopes
+                ),
                 user,
                 p.get("nonce"),
                 time.time() + self.code_lifetime,
@@ -627,8 +634,9 @@ class OAuthEmulator(EmulatorServer):
             rec = self._device_codes[device_code]
             assert rec.user is not None
             rec.used = True  # single use: the token goes out once
+            granted = " ".join(s for s in rec.scope.split() if s not in self.withheld_scopes)
             body = self._issue(
-                client.client_id, rec.user, rec.scope, device_code, self.issue_refresh_tokens
+                client.client_id, rec.user, granted, device_code, self.issue_refresh_tokens
             )
         if "openid" in rec.scope.split():
             body["id_token"] = self._id_token(client.client_id, rec.user, None)

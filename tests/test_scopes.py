@@ -1,0 +1,96 @@
+"""Scopes actually granted: `required_scopes` refuses a grant without them; narrower warns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loopauth.emulator import OAuthEmulator
+from loopauth.testing import cli, login, write_config
+
+
+@pytest.fixture
+def stingy() -> OAuthEmulator:
+    """An emulator whose user unticks `email` on the consent page."""
+    with OAuthEmulator(withheld_scopes=frozenset({"email"})) as emu:
+        yield emu
+
+
+def provider_config(tmp_path: Path, emulator: OAuthEmulator, extra: str = "") -> Path:
+    text = (
+        "providers:\n  emu:\n"
+        f"    issuer: {emulator.url}\n    client_id: loopauth-demo\n"
+        "    scope: openid profile email\n"
+    )
+    return write_config(tmp_path / "providers.yaml", text + extra)
+
+
+def stored(home: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted((home / "tokens").rglob("*.json"))]
+
+
+def test_a_grant_without_a_required_scope_is_refused_and_nothing_is_stored(
+    tmp_path: Path, stingy: OAuthEmulator, isolated: Path
+) -> None:
+    cfg = provider_config(tmp_path, stingy, "    required_scopes: [openid, email]\n")
+    result = login("--config", str(cfg), "login")
+    assert result.returncode == 3, result.stderr
+    assert "not granted the required scope(s) email (required_scopes)" in result.stderr
+    assert "nothing was stored" in result.stderr
+    assert stored(isolated) == []
+    assert result.page is not None and result.page.status == 403  # the browser is told too
+
+
+def test_a_narrower_grant_is_stored_with_a_warning_naming_what_is_missing(
+    tmp_path: Path, stingy: OAuthEmulator, isolated: Path
+) -> None:
+    cfg = provider_config(tmp_path, stingy)
+    result = login("--config", str(cfg), "login")
+    assert result.returncode == 0, result.stderr
+    assert "granted fewer scopes than asked for: without email" in result.stderr
+    [token] = stored(isolated)
+    assert token["scopes"] == ["openid", "profile"]
+
+
+def test_a_grant_narrower_than_the_stored_one_warns(
+    tmp_path: Path, emulator: OAuthEmulator, isolated: Path
+) -> None:
+    cfg = provider_config(tmp_path, emulator)
+    assert login("--config", str(cfg), "login").returncode == 0
+    again = login("--config", str(cfg), "login", "--scope", "openid profile")
+    assert again.returncode == 0
+    assert "fewer scopes than asked for and held before: without email" in again.stderr
+    full = login("--config", str(cfg), "login")
+    assert full.returncode == 0 and "fewer scopes" not in full.stderr
+
+
+def test_the_device_flow_checks_required_scopes_too(
+    tmp_path: Path, isolated: Path
+) -> None:
+    from loopauth.config import parse
+    from loopauth.device import DeviceFlow
+    from loopauth.emulator import browse
+    from loopauth.errors import AccessDenied
+    from loopauth.flow import State
+
+    with OAuthEmulator(withheld_scopes=frozenset({"email"}), device_interval=1) as emu:
+        provider = parse(
+            f"providers:\n  emu:\n    issuer: {emu.url}\n    client_id: loopauth-demo\n"
+            "    scope: openid email\n    required_scopes: email\n"
+        ).select("emu")
+        flow = DeviceFlow(provider)
+        info = flow.start()
+        browse(info.verification_uri_complete or info.verification_uri)
+        assert flow.wait(20) is State.DENIED
+        with pytest.raises(AccessDenied, match="required scope"):
+            flow.result()
+    assert stored(isolated) == []
+
+
+def test_required_scopes_must_be_asked_for(tmp_path: Path, emulator: OAuthEmulator) -> None:
+    cfg = provider_config(tmp_path, emulator, "    required_scopes: offline_access\n")
+    out = cli("--config", str(cfg), "token")
+    assert out.returncode == 2
+    assert "required_scopes: offline_access is not in `scope`" in out.stderr
