@@ -129,12 +129,7 @@ class LoginFlow(abc.ABC):
                 f"{', '.join(required)} (required_scopes); nothing was stored. Log in again "
                 "and allow them"
             )
-        asked = (
-            (self.provider.get("scope") or [])
-            if self.provider.authorization_carries("scope")
-            else []
-        )
-        missing = [s for s in asked if s not in granted]
+        missing = [s for s in self._asked_scopes() if s not in granted]
         before = self._stored_scopes(token)
         missing += [s for s in before if s not in granted and s not in missing]
         if missing:
@@ -145,6 +140,10 @@ class LoginFlow(abc.ABC):
                 "asked for and held before" if before else "asked for",
                 ", ".join(missing),
             )
+
+    def _asked_scopes(self) -> list[str]:
+        """Return the scopes this login asked for."""
+        return list(self.provider.get("scope") or [])
 
     def _stored_scopes(self, token: Token) -> list[str]:
         """Return the scopes the account's stored token holds (none when there is none)."""
@@ -209,6 +208,13 @@ class Flow(LoginFlow):
         self.authorization_url = self._request.url
         self.state = State.WAITING_FOR_REDIRECT
         return self.authorization_url
+
+    def _asked_scopes(self) -> list[str]:
+        """Return the scopes the authorization URL asked for (none where the type sends none)."""
+        from urllib.parse import parse_qs, urlsplit
+
+        query = parse_qs(urlsplit(self.authorization_url or "").query)
+        return " ".join(query.get("scope", [])).split()
 
     def launch_browser(self) -> bool:
         """Open the authorization URL in the system browser; return False when none opened.
