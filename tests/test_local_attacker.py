@@ -690,7 +690,12 @@ def test_provider_text_never_reaches_the_terminal_raw(tmp_path: Path) -> None:
 
 
 def test_seller_and_shop_names_never_reach_the_terminal_raw(tmp_path: Path) -> None:
-    from loopauth.plugins.tiktok_shop.emulator import Seller, TikTokShopEmulator, tiktok_config
+    from loopauth.plugins.tiktok_shop.emulator import (
+        SELLER_OPEN_ID,
+        Seller,
+        TikTokShopEmulator,
+        tiktok_config,
+    )
     from loopauth.testing import free_port
 
     shop = {
@@ -702,7 +707,7 @@ def test_seller_and_shop_names_never_reach_the_terminal_raw(tmp_path: Path) -> N
         "seller_type": "LOCAL",
     }
     port = free_port()
-    seller = Seller("7010736057180325637", f"Seller{HOSTILE}", "GB", 0, [shop])
+    seller = Seller(SELLER_OPEN_ID, f"Seller{HOSTILE}", "GB", 0, [shop])
     with TikTokShopEmulator(redirect_url=f"http://localhost:{port}/", sellers=[seller]) as emu:
         cfg = tiktok_config(tmp_path / "t.yaml", emu.url, port)
         env = {"TIKTOK_APP_SECRET": "demo-app-secret"}

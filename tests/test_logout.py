@@ -15,7 +15,7 @@ import pytest
 from tiktok_app import KEY, SECRET, SERVICE
 
 from loopauth.emulator import OAuthEmulator
-from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
+from loopauth.plugins.tiktok_shop.emulator import SELLER_OPEN_ID, TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
 from loopauth.testing import cli, free_port, login, write_config
 from loopauth.token import Token
@@ -154,7 +154,7 @@ def test_tiktok_shop_has_no_revocation_endpoint(
         cfg = tiktok_config(
             tmp_path / "p.yaml", tiktok.url, port, client_id=KEY, service_id=SERVICE
         )
-        token = logged_in(cfg, "tiktok-shop", "7010736057180325637")
+        token = logged_in(cfg, "tiktok-shop", SELLER_OPEN_ID)
         requests_before = len(tiktok.log)
         result = run(cfg, "logout")
         assert result.returncode == 0, result.stderr
@@ -162,7 +162,7 @@ def test_tiktok_shop_has_no_revocation_endpoint(
         assert "removed the token locally only" in result.stderr
         assert "offers no revocation endpoint" in result.stderr
         assert len(tiktok.log) == requests_before  # nothing sent to TikTok Shop
-        assert not is_stored("tiktok-shop", "7010736057180325637")
+        assert not is_stored("tiktok-shop", SELLER_OPEN_ID)
         no_secrets(result, token)
 
 

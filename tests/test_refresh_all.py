@@ -23,13 +23,17 @@ from tiktok_app import SECRET
 
 from loopauth.emulator import OAuthEmulator, Request, Response
 from loopauth.emulator.registry import DEFAULT_USERS
-from loopauth.plugins.tiktok_shop.emulator import REFRESH_PATH, TikTokShopEmulator
+from loopauth.plugins.tiktok_shop.emulator import (
+    REFRESH_PATH,
+    SELLER_OPEN_ID,
+    TikTokShopEmulator,
+)
 from loopauth.store import TokenStore
 from loopauth.testing import cli, login, write_config
 from loopauth.token import Token
 
 ADA, GRACE = DEFAULT_USERS
-SHOP, OPEN_ID = "tiktok-shop", "7010736057180325637"
+SHOP, OPEN_ID = "tiktok-shop", SELLER_OPEN_ID
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Self, TextIO, cast
@@ -82,6 +83,12 @@ class _Handler(QuietHandler):
         self._dispatch()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, from the emulator's clock (a test may run it ahead or behind)."""
+        if timestamp is None:
+            timestamp = cast(_HTTPServer, self.server).emulator.now()
+        return super().date_time_string(timestamp)
 
     def _dispatch(self) -> None:
         emulator = cast(_HTTPServer, self.server).emulator
@@ -187,6 +194,10 @@ class EmulatorServer:
     def route(self, req: Request) -> Response:
         """Answer one request; subclasses override and fall back to this 404."""
         return Response(404, {"error": "not_found", "error_description": f"no route {req.path}"})
+
+    def now(self) -> float:
+        """The server's clock in Unix seconds (the Date header); subclasses may skew it."""
+        return time.time()
 
     def _record(self, method: str, path: str) -> None:
         with self._log_lock:
