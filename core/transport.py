@@ -71,7 +71,15 @@ def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
             kind = "an empty body"
         raise ProviderError(f"{what} answered HTTP {status} with {kind} ({len(body)} bytes)")
     if status >= 500 and "error" not in data:
-        raise ProviderError(f"{what} answered HTTP {status} (server error)")
+        # Some providers (TikTok Shop) answer with an envelope of their own: keep its code,
+        # message and request_id, which are what their support asks for.
+        told = [
+            f"{key} {str(data[key])[:200]}"
+            for key in ("code", "message", "request_id")
+            if isinstance(data.get(key), str | int) and not isinstance(data.get(key), bool)
+        ]
+        detail = f": {', '.join(told)}" if told else ""
+        raise ProviderError(f"{what} answered HTTP {status} (server error){detail}")
     return data
 
 

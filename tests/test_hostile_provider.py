@@ -388,3 +388,21 @@ def test_a_rejection_that_echoes_the_refresh_token_is_not_remembered_with_it(
     assert TokenStore().find("bad", "me").dead == "invalid_grant"
     again = cli("--config", str(cfg), "status", "--json")
     assert "old-refresh" not in again.stdout
+
+
+def test_a_server_error_keeps_the_providers_own_code_and_request_id() -> None:
+    """TikTok's 5xx envelope: its code and request_id are what its support asks for."""
+    from loopauth.errors import ProviderError
+    from loopauth.transport import request_json
+
+    class Failing(EmulatorServer):
+        def route(self, req: Request) -> Response:
+            body = {"code": 36009003, "message": "Internal error", "request_id": "2024X1"}
+            return Response(500, body)
+
+    with Failing() as server, pytest.raises(ProviderError) as info:
+        request_json("GET", f"{server.url}/api/v2/token/refresh", "TikTok", timeout=5)
+    assert str(info.value) == (
+        "TikTok answered HTTP 500 (server error): code 36009003, message Internal error, "
+        "request_id 2024X1"
+    )

@@ -23,8 +23,10 @@ import pytest
 from tiktok_app import SECRET
 
 from loopauth.emulator import OAuthEmulator
+from loopauth.errors import LoopauthError
 from loopauth.plugins.tiktok_shop.emulator import (
     REFRESH_PATH,
+    SELLER_OPEN_ID,
     TOKEN_PATH,
     TikTokShopEmulator,
 )
@@ -33,7 +35,7 @@ from loopauth.testing import cli, login
 from loopauth.token import Token
 
 SHOP = "tiktok-shop"
-OPEN_ID, SELLER = "7010736057180325637", "Jjj test shop"
+OPEN_ID, SELLER = SELLER_OPEN_ID, "Jjj test shop"
 CHILKAT_FILE = Path("qa_data") / "tokens" / "tiktok-shops.json"  # where the sample saves it
 
 # Runs `loopauth ARGS` as a child and writes its exit code and peak RSS (KiB) to argv[1].
@@ -188,14 +190,27 @@ def test_a_hand_written_windows_file_and_a_creator_without_a_name(
     )
     other = write_json(tmp_path / "creator.json", creator)
 
+    # A creator's answer is not a seller's: the seller provider refuses it, storing nothing.
     result = run(cfg, "import", SHOP, str(windows), str(other), "--account", "ignored")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr  # one file was not imported
+    assert "creator account (user_type 1)" in result.stderr
     assert stored(SHOP, OPEN_ID).account_label == SELLER
-    made = stored(SHOP, "_VIz3n-Kp.Qx/7")
-    assert made.account_label is None and made.extra["user_type"] == 1
+    with pytest.raises(LoopauthError):
+        stored(SHOP, "_VIz3n-Kp.Qx/7")
+    # A provider for creators takes it.
+    text = cfg.read_text().replace("default: tiktok-shop\nproviders:\n", "")
+    creators = tmp_path / "creators.yaml"
+    creators.write_text(
+        "providers:\n" + text.replace("  tiktok-shop:\n", "  creators:\n    user_type: creator\n")
+    )
+    result = run(creators, "import", "creators", str(other))
+    assert result.returncode == 0, result.stderr
+    made = stored("creators", "_VIz3n-Kp.Qx/7")
+    assert made.account_label == "creator p.Qx/7"  # no name: the end of its open_id
+    assert made.extra["user_type"] == 1
     assert made.expires_at == creator["data"]["access_token_expire_in"]
-    listed = run(cfg, "status", SHOP)
-    assert listed.returncode == 0 and OPEN_ID in listed.stdout and "_VIz3n-Kp.Qx/7" in listed.stdout
+    listed = run(creators, "status", "creators")
+    assert listed.returncode == 0 and "_VIz3n-Kp.Qx/7" in listed.stdout
     assert tiktok.log == []  # nothing was asked of TikTok Shop
     no_secrets(result.stdout + result.stderr + listed.stdout, seller, creator)
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from ..errors import LoopauthError, ProviderError, UsageError
+from ..errors import AccessDenied, LoopauthError, ProviderError, UsageError
 from ..provider import Provider
 from ..store import MAX_TOKEN_FILE, Store
 from ..token import Token, is_token_text
@@ -150,6 +150,9 @@ def import_files(
         except ProviderError as exc:  # an error answer, or another provider's kind of answer
             failed += 1
             say(f"{shown}: not imported: holds no token: {exc}")
+        except AccessDenied as exc:  # a token for another kind of account (a TikTok creator's)
+            failed += 1
+            say(f"{shown}: not imported: {exc}")
         else:
             if token.account in batch:
                 earlier = batch[token.account][0]

@@ -1,10 +1,11 @@
-"""The `tiktok_shop` plugin: TikTok Shop seller authorization, token refresh and signed API calls.
+"""The `tiktok_shop` plugin: TikTok Shop authorization, token refresh and signed API calls.
 
-TikTok Shop is OAuth2 in outline only: the authorization link carries a `service_id` and no
-client_id or redirect_uri; the code exchange and the refresh are GET requests with the app
-secret in the query string; answers come in a `{code, message, data, request_id}` envelope with
-absolute expiry timestamps. `auth` holds the provider type, `api` the signed calls, `emulator`
-a local TikTok Shop, `demo` what `make demo` runs.
+TikTok Shop is OAuth2 in outline only: the authorization link carries a `service_id` (a
+creator's: the app key) and no client_id or redirect_uri; the code exchange and the refresh are
+GET requests with the app secret in the query string; answers come in a
+`{code, message, data, request_id}` envelope with absolute expiry timestamps. `auth` holds the
+provider type, `api` the signed calls, `emulator` a local TikTok Shop, `demo` what `make demo`
+runs.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from .auth import (
     SHOPS_PATH,
     TIKTOK_SHOP,
     TOKEN_HEADER,
+    USER_TYPES,
     TikTokShopError,
     app_credentials,
     check_envelope,
+    hint_for,
 )
 
 if TYPE_CHECKING:
@@ -44,11 +47,13 @@ __all__ = [
     "SHOPS_PATH",
     "TIKTOK_SHOP",
     "TOKEN_HEADER",
+    "USER_TYPES",
     "TikTokShopAuth",
     "TikTokShopError",
     "app_credentials",
     "check_envelope",
     "get_authorized_shops",
+    "hint_for",
     "shop_session",
     "sign",
 ]
