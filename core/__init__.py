@@ -8,6 +8,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .api import get_token, load_config, login, refresh
+    from .apiclient import session
     from .device import DeviceFlow
     from .errors import (
         AccessDenied,
@@ -35,6 +36,7 @@ _EXPORTS = {
     "get_token": "api",
     "refresh": "api",
     "load_config": "api",
+    "session": "apiclient",
     "Token": "token",
     "TokenStore": "store",
     "Account": "provider",
@@ -75,6 +77,7 @@ __all__ = [
     "load_config",
     "login",
     "refresh",
+    "session",
 ]
 
 

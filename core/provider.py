@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from .apiclient import ApiSession
+    from .store import Store
     from .token import Token
 
 SettingKind = Literal["str", "url", "bool", "int", "float", "scope", "map", "list", "ports"]
@@ -90,7 +92,18 @@ BASE_SETTINGS: dict[str, Setting] = {
     "http_timeout": Setting(
         "float", default=30.0, positive=True, help="seconds per request to the provider"
     ),
+    "api_base_url": Setting(
+        "url", help="base URL of the provider's API, for `loopauth api` and `loopauth.session`"
+    ),
 }
+
+
+class ApiSessionFactory(Protocol):
+    """A provider type's `api_session`: the session its API calls go through."""
+
+    def __call__(
+        self, provider: Provider, *, account: str | None, store: Store, shop: str | None
+    ) -> ApiSession: ...
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,12 @@ class ProviderType:
     parse_token_response: Callable[[Provider, Mapping[str, Any], Token | None], Token] | None = None
     # (provider, new token, the redirect's parameters) -> Account, or None for the standard way.
     account_for: Callable[[Provider, Token, Mapping[str, str]], Account | None] | None = None
+    # The session `loopauth api` and `loopauth.session()` call the API with (standard: a Bearer
+    # token); called as fn(provider, account=..., store=..., shop=...).
+    api_session: ApiSessionFactory | None = None
+    # (this page's query parameters, its decoded JSON) -> the next page's parameters, or None
+    # on the last page (standard: the `Link: <...>; rel="next"` header).
+    next_page: Callable[[Mapping[str, str], Any], dict[str, str] | None] | None = None
 
     def all_settings(self) -> dict[str, Setting]:
         """Return every setting this type accepts, with its defaults applied."""

@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from tiktok_app import KEY, SECRET, SERVICE
 
 from loopauth.emulator import OAuthEmulator
+from loopauth.plugins.tiktok_shop.emulator import (
+    CREATOR_AUTHORIZE_PATH,
+    TikTokShopEmulator,
+    tiktok_config,
+)
 from loopauth.testing import cli, login, write_config
 
 
@@ -66,9 +72,7 @@ def test_a_grant_narrower_than_the_stored_one_warns(
     assert full.returncode == 0 and "fewer scopes" not in full.stderr
 
 
-def test_the_device_flow_checks_required_scopes_too(
-    tmp_path: Path, isolated: Path
-) -> None:
+def test_the_device_flow_checks_required_scopes_too(tmp_path: Path, isolated: Path) -> None:
     from loopauth.config import parse
     from loopauth.device import DeviceFlow
     from loopauth.emulator import browse
@@ -94,3 +98,34 @@ def test_required_scopes_must_be_asked_for(tmp_path: Path, emulator: OAuthEmulat
     out = cli("--config", str(cfg), "token")
     assert out.returncode == 2
     assert "required_scopes: offline_access is not in `scope`" in out.stderr
+
+
+def test_a_tiktok_creator_who_unticks_a_scope_is_warned_or_refused(
+    tmp_path: Path, tiktok: TikTokShopEmulator, port: int, isolated: Path
+) -> None:
+    """TikTok sends no scopes: narrower is judged against the account's stored token."""
+    cfg = tiktok_config(
+        tmp_path / "providers.yaml",
+        tiktok.url,
+        port,
+        client_id=KEY,
+        service_id=SERVICE,
+        authorize_path=CREATOR_AUTHORIZE_PATH,
+        extra="    user_type: creator\n",
+    )
+    env = {"TIKTOK_APP_SECRET": SECRET}
+    first = login("--config", str(cfg), "login", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "fewer scopes" not in first.stderr
+    tiktok.creator_scopes_denied = {"creator.showcase.manage"}
+    again = login("--config", str(cfg), "login", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "held before: without creator.showcase.manage" in again.stderr
+    [token] = stored(isolated)
+    assert "creator.showcase.manage" not in token["scopes"]
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(cfg.read_text() + "    required_scopes: creator.showcase.manage\n")
+    refused = login("--config", str(strict), "login", env=env)
+    assert refused.returncode == 3, refused.stderr
+    assert "required scope(s) creator.showcase.manage" in refused.stderr
+    assert stored(isolated) == [token]  # the stored token was kept as it was

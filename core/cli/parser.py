@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .. import __version__
 from ..command import Command
 from ..errors import UsageError
-from . import commands, completion
+from . import api_cmd, commands, completion
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ BUILTIN = frozenset(
         "switch",
         "import",
         "exec",
+        "api",
         "trust",
         "emulator",
         "completion",
@@ -61,9 +62,24 @@ class _RawFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
 
 
 class _Parser(argparse.ArgumentParser):
+    # Set on a command whose positionals may sit among its options (`api PROVIDER --shop S
+    # PATH`): plain argparse gives both positionals away at the first word and then rejects
+    # PATH, so such a command parses options first, then the positionals left over.
+    intermixed = False
+    _mixing = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.intermixed or self._mixing:
+            return super().parse_known_args(*args, **kwargs)
+        self._mixing = True  # parse_known_intermixed_args calls back here, twice
+        try:
+            return self.parse_known_intermixed_args(*args, **kwargs)
+        finally:
+            self._mixing = False
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message}\n{self.format_usage().strip()}")
@@ -277,6 +293,39 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
         "loopauth exec [-h] [--config FILE] [-v] [PROVIDER] [--account NAME] [--env NAME] "
         "-- COMMAND [ARGS...]"
     )
+
+    p = add(
+        "api",
+        "call the provider's API with the stored token, like gh api (TikTok Shop: signed)",
+        description=api_cmd.DESCRIPTION,
+    )
+    p.formatter_class = _RawFormatter
+    p.intermixed = True  # type: ignore[attr-defined]
+    completion.attach(
+        p.add_argument(
+            "provider",
+            nargs="?",
+            metavar="PROVIDER",
+            help="provider name (default: `default:` or the only one); one name alone is PATH",
+        ),
+        completion.providers,
+    )
+    completion.attach(
+        p.add_argument(
+            "path",
+            nargs="?",
+            metavar="PATH",
+            help="the path under api_base_url, starting with / (may carry a ?query)",
+        ),
+        api_cmd.no_completion,  # an API path, not a local file
+    )
+    completion.attach(
+        p.add_argument("--account", metavar="NAME", help="account id or label"),
+        completion.accounts,
+    )
+    api_cmd.configure(p)
+    p.usage = api_cmd.USAGE
+    p.set_defaults(func=api_cmd.cmd_api)
 
     p = add(
         "trust",
