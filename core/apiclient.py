@@ -87,6 +87,14 @@ class ApiSession(requests.Session):
         """Return `url` (a path starting with /, or a URL under the API) as a full URL."""
         text = url.decode() if isinstance(url, bytes) else str(url)
         if text.startswith("/") and not text.startswith("//"):
+            from urllib.parse import unquote, urlsplit
+
+            segments = unquote(urlsplit(text).path).split("/")
+            if "." in segments or ".." in segments:  # would leave api_base_url's path
+                raise UsageError(
+                    f"{text[:100]!r} has a . or .. segment; paths stay under "
+                    f"{self.provider.name}'s api_base_url ({self.base_url})"
+                )
             return self.base_url + text
         if origin(text) is None:
             raise UsageError(
@@ -277,7 +285,10 @@ def pages(
                 f"{number} page(s) rather than loop"
             )
         if number >= max_pages:
-            raise ProviderError(f"{name}: more than {max_pages} pages; stopped (ask for bigger)")
+            raise ProviderError(
+                f"{name}: more than {max_pages} pages; stopped (ask for bigger pages, or "
+                "allow more: --max-pages N, max_pages=N)"
+            )
         url, query = following
 
 
@@ -295,7 +306,7 @@ def _next_page(
     link = response.links.get("next", {}).get("url")
     if not link:
         return None
-    target = urljoin(response.url, link)
+    target = urljoin(response.url, link).split("#", 1)[0]  # a fragment names no other page
     if origin(target) != origin(api.base_url):
         raise ProviderError(
             f"{api.provider.name}: the next page's link points to {host_of(target)}, not to "

@@ -122,23 +122,32 @@ class LoginFlow(abc.ABC):
         should learn it at login, not at its first failing call.
         """
         name, granted = self.provider.name, set(token.scopes)
-        required = [s for s in self.provider.get("required_scopes") or [] if s not in granted]
+
+        def lacks(scope: str) -> bool:
+            # Google grants `email` as https://www.googleapis.com/auth/userinfo.email.
+            return scope not in granted and not any(
+                "://" in g and (g.endswith("." + scope) or g.endswith("/" + scope)) for g in granted
+            )
+
+        required = [s for s in self.provider.get("required_scopes") or [] if lacks(s)]
         if required:
             raise AccessDenied(
                 f"{name}: the login was not granted the required scope(s) "
                 f"{', '.join(required)} (required_scopes); nothing was stored. Log in again "
                 "and allow them"
             )
-        missing = [s for s in self._asked_scopes() if s not in granted]
-        before = self._stored_scopes(token)
-        missing += [s for s in before if s not in granted and s not in missing]
-        if missing:
+        unasked = [s for s in self._asked_scopes() if lacks(s)]
+        lost = [s for s in self._stored_scopes(token) if lacks(s) and s not in unasked]
+        if unasked or lost:
+            than = " and ".join(
+                what for what, some in (("asked for", unasked), ("held before", lost)) if some
+            )
             log.warning(
                 "%s: this login was granted fewer scopes than %s: without %s. Calls that "
                 "need them will fail; log in again and allow them if they are needed",
                 name,
-                "asked for and held before" if before else "asked for",
-                ", ".join(missing),
+                than,
+                ", ".join(unasked + lost),
             )
 
     def _asked_scopes(self) -> list[str]:
@@ -214,7 +223,13 @@ class Flow(LoginFlow):
         from urllib.parse import parse_qs, urlsplit
 
         query = parse_qs(urlsplit(self.authorization_url or "").query)
-        return " ".join(query.get("scope", [])).split()
+        if "scope" in query:
+            return " ".join(query["scope"]).split()
+        if self.provider.authorization_carries("scope"):
+            return []  # none configured, none asked for
+        # The type sends none (TikTok Shop: they are set on the app): what providers.yaml
+        # lists is what the user meant to grant.
+        return list(self.provider.get("scope") or [])
 
     def launch_browser(self) -> bool:
         """Open the authorization URL in the system browser; return False when none opened.

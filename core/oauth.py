@@ -207,7 +207,10 @@ def standard_token(provider: Provider, data: Mapping[str, Any], previous: Token 
     if scope is None:
         scopes = previous.scopes if previous else list(provider.get("scope") or [])
     else:
-        scopes = scope.split() if isinstance(scope, str) else [str(s) for s in scope]
+        # RFC 6749 §3.3 separates with spaces; GitHub answers "read:user,user:email".
+        scopes = (
+            scope.replace(",", " ").split() if isinstance(scope, str) else [str(s) for s in scope]
+        )
     token = Token(
         access,
         provider=provider.name,

@@ -251,7 +251,11 @@ def test_path_and_options_are_checked(shop: Path) -> None:
     for args, words in [
         ((), "api needs a PATH"),
         (("tiktok-shop",), "give the path too: loopauth api tiktok-shop /path"),
-        (("authorization/202309/shops",), "PATH must start with /"),
+        (("C:/Program Files/Git/authorization/202309/shops",), "set MSYS_NO_PATHCONV=1"),
+        (("/authorization/../shops",), "has a . or .. segment"),
+        (("/authorization/%2e%2e/shops",), "has a . or .. segment"),
+        ((SHOPS, "--shop", "Maomao home", "-q", "shop_cipher="), "contradict each other"),
+        ((SHOPS, "--paginate", "--max-pages", "0"), "--max-pages must be at least 1"),
         ((SHOPS, "-q", "page_size"), "-q takes KEY=VALUE"),
         ((SHOPS, "-q", "a=1", "-q", "a=2"), "-q a is given twice"),
         ((SHOPS, "-X", "GE T"), "is not an HTTP method"),
@@ -517,3 +521,44 @@ def test_type_next_page() -> None:
 
 def _plain(provider: Provider, **options: Any) -> ApiSession:
     return ApiSession(provider)
+
+
+def test_a_path_without_its_first_slash_works_like_gh_api(shop: Path) -> None:
+    out = api(shop, "tiktok-shop", SHOPS.lstrip("/"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["data"]["shops"]
+
+
+def test_a_body_that_is_not_utf8_is_refused(shop: Path, tmp_path: Path) -> None:
+    utf16 = tmp_path / "filter.json"
+    utf16.write_bytes('{"status": "ALL"}'.encode("utf-16"))  # PowerShell 5's `>`
+    out = api(shop, SEARCH, "-q", "page_size=5", "-d", f"@{utf16}", "--shop", BEAUTY_CIPHER)
+    assert out.returncode == 2 and "is not UTF-8" in out.stderr
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"status": "ALL"}')
+    out = api(shop, SEARCH, "-q", "page_size=5", "-d", f"@{bom}", "--shop", BEAUTY_CIPHER)
+    assert out.returncode == 2 and "byte order mark" in out.stderr
+
+
+def test_max_pages_stops_paging(paged: tuple[Path, Recorder]) -> None:
+    cfg, _ = paged
+    bearer_login(cfg)
+    out = cli("--config", str(cfg), "api", "/items", "--paginate", "--max-pages", "2")
+    assert out.returncode == 5 and len(out.stdout.splitlines()) == 2
+    assert "more than 2 pages" in out.stderr and "--max-pages N" in out.stderr
+
+
+def test_piped_json_is_utf8_whatever_the_code_page(tmp_path: Path, emulator: OAuthEmulator) -> None:
+    """A Windows pipe's code page can't hold every shop name: JSON goes out as UTF-8."""
+    answer = {"shops": [{"name": "\u7f8e\u5986 \u0160op"}]}
+    with Recorder(lambda req: Response(200, answer)) as server:
+        cfg = bearer_config(tmp_path / "providers.yaml", emulator, server.url)
+        bearer_login(cfg)
+        out = subprocess.run(
+            [sys.executable, "-m", "loopauth", "--config", str(cfg), "api", "/names"],
+            capture_output=True,
+            env={**os.environ, "PYTHONIOENCODING": "cp1252"},
+            timeout=60,
+        )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.decode("utf-8")) == answer

@@ -67,7 +67,7 @@ def test_a_grant_narrower_than_the_stored_one_warns(
     assert login("--config", str(cfg), "login").returncode == 0
     again = login("--config", str(cfg), "login", "--scope", "openid profile")
     assert again.returncode == 0
-    assert "fewer scopes than asked for and held before: without email" in again.stderr
+    assert "fewer scopes than held before: without email" in again.stderr
     full = login("--config", str(cfg), "login")
     assert full.returncode == 0 and "fewer scopes" not in full.stderr
 
@@ -129,3 +129,55 @@ def test_a_tiktok_creator_who_unticks_a_scope_is_warned_or_refused(
     assert refused.returncode == 3, refused.stderr
     assert "required scope(s) creator.showcase.manage" in refused.stderr
     assert stored(isolated) == [token]  # the stored token was kept as it was
+
+
+@pytest.mark.parametrize(
+    ("asked", "answered"),
+    [
+        ("read:user user:email", "read:user,user:email"),  # GitHub separates with commas
+        (
+            "openid email profile",  # Google answers its short scopes as URLs
+            "openid https://www.googleapis.com/auth/userinfo.email "
+            "https://www.googleapis.com/auth/userinfo.profile",
+        ),
+    ],
+)
+def test_how_real_providers_write_granted_scopes_is_understood(
+    asked: str, answered: str, caplog: pytest.LogCaptureFixture, isolated: Path
+) -> None:
+    from urllib.parse import urlencode
+
+    from loopauth.config import parse
+    from loopauth.flow import Flow
+    from loopauth.oauth import standard_token
+
+    provider = parse(
+        "providers:\n  p:\n    client_id: x\n"
+        "    authorization_endpoint: https://p.example/authorize\n"
+        f"    token_endpoint: https://p.example/token\n    scope: {asked}\n"
+        f"    required_scopes: {asked}\n"
+    ).select("p")
+    token = standard_token(provider, {"access_token": "a", "scope": answered}, None)
+    flow = Flow(provider)
+    flow.authorization_url = "https://p.example/authorize?" + urlencode({"scope": asked})
+    with caplog.at_level("WARNING", logger="loopauth"):
+        flow._check_scopes(token)  # no AccessDenied
+    assert "fewer scopes" not in caplog.text
+
+
+def test_a_tiktok_creators_first_partial_grant_warns_against_the_configured_scope(
+    tmp_path: Path, tiktok: TikTokShopEmulator, port: int, isolated: Path
+) -> None:
+    cfg = tiktok_config(
+        tmp_path / "providers.yaml",
+        tiktok.url,
+        port,
+        client_id=KEY,
+        service_id=SERVICE,
+        authorize_path=CREATOR_AUTHORIZE_PATH,
+        extra="    user_type: creator\n    scope: creator.affiliate.info creator.showcase.manage\n",
+    )
+    tiktok.creator_scopes_denied = {"creator.showcase.manage"}
+    first = login("--config", str(cfg), "login", env={"TIKTOK_APP_SECRET": SECRET})
+    assert first.returncode == 0, first.stderr
+    assert "fewer scopes than asked for: without creator.showcase.manage" in first.stderr

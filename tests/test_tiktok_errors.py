@@ -118,7 +118,7 @@ def test_a_deauthorized_app_means_log_in_again_and_is_remembered(
     assert stored.dead is not None and stored.dead.startswith("105001: ")
     calls = len(tiktok.api_calls)
     # Remembered: neither the Shop API nor the token endpoint is asked again.
-    for command in ("shops", "refresh"):
+    for command in ("shops", "refresh", "token"):  # `token` no longer hands the access out
         again = cli("--config", str(cfg), command, env=ENV)
         assert again.returncode == 6, again.stderr
         assert f"run: loopauth login tiktok-shop --account {SELLER_OPEN_ID}" in again.stderr

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 
-from ..errors import ProviderError, UsageError
+from ..errors import NoTokenError, ProviderError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,6 +73,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='fetch every page (TikTok\'s next_page_token, or Link: rel="next") and print each',
     )
+    parser.add_argument(
+        "--max-pages",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --paginate: stop with an error after N pages (default 1000)",
+    )
 
 
 def no_completion(**kwargs: object) -> list[str]:
@@ -82,7 +89,7 @@ def no_completion(**kwargs: object) -> list[str]:
 
 def cmd_api(args: argparse.Namespace) -> int:
     """Send one call (or, with --paginate, every page of it) and print the answers."""
-    from ..apiclient import ApiError, pages, session
+    from ..apiclient import MAX_PAGES, ApiError, pages, session
     from .commands import _config
 
     name, path = _target(args.provider, args.path)
@@ -92,23 +99,36 @@ def cmd_api(args: argparse.Namespace) -> int:
         raise UsageError(f"-X {method!r} is not an HTTP method (GET, POST, PUT, DELETE...)")
     params = _query(args.query)
     provider = _config(args).select(name)
+    if args.shop is not None and params.get("shop_cipher") == "":
+        raise UsageError("--shop and an empty -q shop_cipher= contradict each other; give one")
+    limit = MAX_PAGES if args.max_pages is None else args.max_pages
+    if limit < 1:
+        raise UsageError(f"--max-pages must be at least 1, not {limit}")
     tty = sys.stdout.isatty()
-    with session(provider, account=args.account, shop=args.shop) as api:
-        try:
-            for response in pages(api, method.upper(), path, params=params, data=body):
+    try:
+        # Inside the try: finding --shop's cipher is a call too, and may fail like any other.
+        with session(provider, account=args.account, shop=args.shop) as api:
+            for response in pages(
+                api, method.upper(), path, params=params, data=body, max_pages=limit
+            ):
                 _show(response, tty)
                 if not args.paginate:
                     break
-        except ApiError as exc:
-            if not exc.redirect:
-                _show(exc.http_response, tty)
-            print(f"loopauth: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except ProviderError as exc:
-            if exc.response is not None:  # the provider type's own error, e.g. TikTok's code
-                _show_json(exc.response, tty)
-            print(f"loopauth: {exc}", file=sys.stderr)
-            return exc.exit_code
+    except ApiError as exc:
+        if not exc.redirect:
+            _show(exc.http_response, tty)
+        print(f"loopauth: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (ProviderError, NoTokenError) as exc:
+        # The provider type's own error (TikTok's code), or one that ended the authorization.
+        answer = exc.response if isinstance(exc, ProviderError) else None
+        cause = exc.__cause__
+        if answer is None and isinstance(cause, ProviderError):
+            answer = cause.response
+        if answer is not None:
+            _show_json(answer, tty)
+        print(f"loopauth: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 
@@ -119,6 +139,13 @@ def _target(first: str | None, second: str | None) -> tuple[str | None, str]:
         raise UsageError(
             "api needs a PATH starting with /, e.g. loopauth api PROVIDER /path\n" + USAGE
         )
+    if re.match(r"[A-Za-z]:/", path):  # Git Bash turned /path into C:/Program Files/Git/path
+        raise UsageError(
+            f"PATH {path[:100]!r} looks like a Windows path: Git Bash rewrites arguments that "
+            "start with /; write the path without its first / or set MSYS_NO_PATHCONV=1"
+        )
+    if not path.startswith(("/", "http:", "https:")) and re.match(r"[\w.~-]+/", path):
+        path = "/" + path  # like gh api: repos/x/y is /repos/x/y
     if not path.startswith("/") or path.startswith("//"):
         hint = (
             f"; for provider {path!r} give the path too: loopauth api {path} /path"
@@ -165,7 +192,16 @@ def _body(data: str | None) -> bytes | None:
     else:
         body, where = data.encode("utf-8", "surrogateescape"), "-d"
     try:
-        json.loads(body)
+        text = body.decode("utf-8")  # what is signed and sent as application/json
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"{where} is not UTF-8 (a UTF-16 file, as Windows PowerShell's > writes?); save it "
+            "as UTF-8"
+        ) from None
+    if text.startswith("\ufeff"):
+        raise UsageError(f"{where} starts with a byte order mark; save it as UTF-8 without one")
+    try:
+        json.loads(text)
     except (ValueError, RecursionError) as exc:
         detail = f" ({exc})" if isinstance(exc, json.JSONDecodeError) else ""
         raise UsageError(f"{where} is not valid JSON{detail}") from None
@@ -210,5 +246,14 @@ def _show_json(data: Any, tty: bool) -> None:
 
     if tty:
         print(json_text(data, indent=2, ensure_ascii=False))
-    else:
-        print(json_text(data, separators=(",", ":"), ensure_ascii=False), flush=True)
+        return
+    line = json_text(data, separators=(",", ":"), ensure_ascii=False) + "\n"
+    out = sys.stdout
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        print(line, end="", flush=True)
+        return
+    # UTF-8 bytes, as JSON is: a Windows pipe's code page (cp1252) can't hold every name.
+    out.flush()
+    buffer.write(line.encode("utf-8"))
+    buffer.flush()

@@ -331,6 +331,9 @@ class TikTokShopAuth:
                     return
                 latest = Token.from_dict(latest.to_dict())  # a store may cache what it hands out
                 latest.dead = reason
+                # The access token was withdrawn with the authorization: from now on `token`,
+                # `exec` and get_token say to log in again instead of handing it out.
+                latest.expires_at = min(latest.expires_at or time.time(), time.time())
                 self.store.save(latest)
         except LoopauthError as exc:  # e.g. a read-only store: the error still says what to do
             log.debug("could not mark the token dead: %s", exc)
@@ -383,8 +386,8 @@ def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), 86400.0)  # a day: past any wait that is ever taken
     when = _server_time(response, "Retry-After")
     if when is None:
         return None
@@ -421,7 +424,11 @@ def shop_session(
     """
     from .session import ShopSession, choose_shop
 
-    session = ShopSession(TikTokShopAuth(provider, account=account, config=config, store=store))
+    signer = TikTokShopAuth(provider, account=account, config=config, store=store)
+    if signer.account is None:
+        # Pinned: a `loopauth switch` during a long paging must not mix two accounts' pages.
+        signer.account = signer.token().account
+    session = ShopSession(signer)
     if shop is not None:
         try:
             session.shop = choose_shop(session, shop)

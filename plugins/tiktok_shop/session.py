@@ -111,7 +111,11 @@ def choose_shop(session: ShopSession, wanted: str) -> dict[str, Any]:
 
 def _matches(shops: Sequence[Mapping[str, Any]], wanted: str) -> list[dict[str, Any]]:
     usable = [dict(s) for s in shops if isinstance(s.get("cipher"), str) and s["cipher"]]
-    exact = [s for s in usable if wanted in (s["cipher"], str(s.get("id")))]
+    exact = [
+        s
+        for s in usable
+        if wanted == s["cipher"] or (isinstance(s.get("id"), str | int) and wanted == str(s["id"]))
+    ]
     if exact:
         return exact
     folded = wanted.casefold()
