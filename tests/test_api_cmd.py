@@ -7,7 +7,6 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from tiktok_app import KEY, SECRET, SERVICE
 
 import loopauth
 from loopauth.apiclient import ApiSession, pages
-from loopauth.emulator import EmulatorServer, OAuthEmulator, Request, Response
+from loopauth.emulator import OAuthEmulator, RecordingServer, Request, Response
 from loopauth.errors import NoTokenError, ProviderError, UsageError
 from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.provider import Provider, ProviderType
@@ -33,19 +32,7 @@ BEAUTY_CIPHER = "GCP_XF90igAAAABh00qsWgtvOiGFNqyubMt3"
 HOME_CIPHER = "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK"
 
 
-class Recorder(EmulatorServer):
-    """A tiny API: `answer(request)` decides; every request it gets is kept in `seen`."""
-
-    def __init__(self, answer: Any) -> None:
-        super().__init__()
-        self.answer = answer
-        self.seen: list[Request] = []
-        self._seen_lock = threading.Lock()
-
-    def route(self, req: Request) -> Response:
-        with self._seen_lock:
-            self.seen.append(req)
-        return self.answer(req)  # type: ignore[no-any-return]
+Recorder = RecordingServer  # a tiny API: answers from the request, keeps each in `seen`
 
 
 @pytest.fixture

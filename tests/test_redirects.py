@@ -10,7 +10,7 @@ import pytest
 import requests
 from tiktok_app import KEY, SECRET, SERVICE
 
-from loopauth.emulator import EmulatorServer, OAuthEmulator, Request, Response
+from loopauth.emulator import EmulatorServer, OAuthEmulator, RecordingServer, Request, Response
 from loopauth.plugins.tiktok_shop import SHOPS_PATH, TikTokShopAuth, shop_session
 from loopauth.plugins.tiktok_shop.emulator import TikTokShopEmulator, tiktok_config
 from loopauth.store import TokenStore
@@ -20,19 +20,7 @@ ENV = {"TIKTOK_APP_SECRET": SECRET}
 EXPIRED = {"code": 105002, "message": "Expired credentials", "data": {}, "request_id": "r1"}
 
 
-class Attacker(EmulatorServer):
-    """Records every request it gets (headers and query) and answers with `answer`."""
-
-    def __init__(self, answer: Response) -> None:
-        super().__init__()
-        self.answer = answer
-        self.seen: list[Request] = []
-        self._seen_lock = threading.Lock()
-
-    def route(self, req: Request) -> Response:
-        with self._seen_lock:
-            self.seen.append(req)
-        return self.answer
+Attacker = RecordingServer  # records every request it gets, answering with one answer
 
 
 class Redirector(EmulatorServer):

@@ -10,7 +10,7 @@ from ..pages import page
 from .browse import BrowseResult, browse
 from .oauth import OAuthEmulator
 from .registry import EmulatorClient, EmulatorUser
-from .server import EmulatorServer, Request, Response, run
+from .server import EmulatorServer, RecordingServer, Request, Response, run
 
 __all__ = [
     "BrowseResult",
@@ -18,6 +18,7 @@ __all__ = [
     "EmulatorServer",
     "EmulatorUser",
     "OAuthEmulator",
+    "RecordingServer",
     "Request",
     "Response",
     "browse",

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TextIO, cast
 
@@ -15,7 +16,7 @@ from ..httpserver import LoopbackServer, QuietHandler
 from ..pages import FORM_SECURITY_HEADERS
 from ..urls import is_loopback_host
 
-__all__ = ["MAX_BODY", "EmulatorServer", "Request", "Response", "run"]
+__all__ = ["MAX_BODY", "EmulatorServer", "RecordingServer", "Request", "Response", "run"]
 
 MAX_BODY = 1024 * 1024
 
@@ -202,6 +203,23 @@ class EmulatorServer:
     def _record(self, method: str, path: str) -> None:
         with self._log_lock:
             self.log.append((method, path))
+
+
+class RecordingServer(EmulatorServer):
+    """Answers every request with `answer` (a Response, or one made from the request) and keeps
+    each request in `seen`: a stand-in API, or an attacker's server, in tests."""
+
+    def __init__(self, answer: Response | Callable[[Request], Response]) -> None:
+        super().__init__()
+        self.answer = answer
+        self.seen: list[Request] = []
+        self._seen_lock = threading.Lock()
+
+    def route(self, req: Request) -> Response:
+        """Keep the request, then answer it."""
+        with self._seen_lock:
+            self.seen.append(req)
+        return self.answer(req) if callable(self.answer) else self.answer
 
 
 def run(emulator: EmulatorServer, *, out: TextIO | None = None) -> None:
