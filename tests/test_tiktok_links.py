@@ -110,48 +110,53 @@ def test_an_unknown_user_type_is_a_config_error(tmp_path: Path) -> None:
     assert out.returncode == 2 and "user_type" in out.stderr and "creator" in out.stderr
 
 
-def test_creator_login_uses_the_app_key_link_and_labels_the_account(
-    tmp_path: Path, tiktok: TikTokShopEmulator, port: int
+@pytest.mark.parametrize(
+    ("user_type", "path", "service", "sent", "open_id", "label", "number"),
+    [
+        # A creator's link names the app by its key and needs no service_id.
+        (
+            "creator",
+            CREATOR_AUTHORIZE_PATH,
+            False,
+            {"app_key", "state"},
+            CREATOR_OPEN_ID,
+            CREATOR_LABEL,
+            1,
+        ),
+        (
+            "partner",
+            PARTNER_AUTHORIZE_PATH,
+            True,
+            {"service_id", "state"},
+            PARTNER_OPEN_ID,
+            "Acme Partner Agency (partner)",
+            3,
+        ),
+    ],
+)
+def test_creator_and_partner_logins_use_their_link_and_label_the_account(
+    tmp_path: Path,
+    tiktok: TikTokShopEmulator,
+    port: int,
+    user_type: str,
+    path: str,
+    service: bool,
+    sent: set[str],
+    open_id: str,
+    label: str,
+    number: int,
 ) -> None:
-    cfg = config(
-        tmp_path / "c.yaml",
-        tiktok,
-        port,
-        CREATOR_AUTHORIZE_PATH,
-        "    user_type: creator\n",
-        service=False,  # a creator's link needs none
-    )
+    extra = f"    user_type: {user_type}\n"
+    cfg = config(tmp_path / "c.yaml", tiktok, port, path, extra, service=service)
     result = login("--config", str(cfg), "login", env=ENV)
     assert result.returncode == 0, result.stderr
     query = parse_qs(urlsplit(result.url).query)
-    assert set(query) == {"app_key", "state"} and query["app_key"] == [KEY]
+    assert set(query) == sent
+    if "app_key" in sent:
+        assert query["app_key"] == [KEY]
     token = TokenStore().find("tiktok-shop")
-    assert (token.account_id, token.account_label) == (CREATOR_OPEN_ID, CREATOR_LABEL)
-    assert token.extra["user_type"] == 1
-    status = cli("--config", str(cfg), "status", env=ENV)
-    assert CREATOR_LABEL in status.stdout, status.stdout
-    printed = cli("--config", str(cfg), "token", "--account", CREATOR_LABEL, env=ENV)
-    assert printed.stdout.strip() == token.access_token, printed.stderr
-
-
-def test_partner_login_is_labelled_as_a_partner(
-    tmp_path: Path, tiktok: TikTokShopEmulator, port: int
-) -> None:
-    cfg = config(
-        tmp_path / "p.yaml",
-        tiktok,
-        port,
-        PARTNER_AUTHORIZE_PATH,
-        "    user_type: partner\n",
-        service=True,
-    )
-    result = login("--config", str(cfg), "login", env=ENV)
-    assert result.returncode == 0, result.stderr
-    assert set(parse_qs(urlsplit(result.url).query)) == {"service_id", "state"}
-    token = TokenStore().find("tiktok-shop")
-    label = "Acme Partner Agency (partner)"
-    assert (token.account_id, token.account_label) == (PARTNER_OPEN_ID, label)
-    assert token.extra["user_type"] == 3
+    assert (token.account_id, token.account_label) == (open_id, label)
+    assert token.extra["user_type"] == number
     status = cli("--config", str(cfg), "status", env=ENV)
     assert label in status.stdout, status.stdout
     printed = cli("--config", str(cfg), "token", "--account", label, env=ENV)
