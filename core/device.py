@@ -235,34 +235,17 @@ class DeviceFlow(LoginFlow):
         threading.Thread(target=self._poll, name="loopauth-device-poll", daemon=True).start()
         return info
 
-    def wait(
-        self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
-    ) -> State:
-        """Block until the flow ends or `timeout` seconds pass (default: until the code expires)."""
-        if self.state is State.IDLE:
-            raise LoopauthError("start() the flow before waiting for it")
-        deadline = math.inf if timeout is None else time.monotonic() + float(timeout)
-        try:
-            while not self._done.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0 and self.state is State.WAITING_FOR_REDIRECT:
-                    self._finish(
-                        State.TIMED_OUT,
-                        f"not approved within {timeout:g} s",
-                        FlowTimeout(
-                            f"{self.provider.name}: the login was not approved within "
-                            f"{timeout:g} s; run login again"
-                        ),
-                    )
-                    break
-                if on_tick is not None:
-                    on_tick(max(min(left, self.expires_in), 0.0))
-                # Short slices so Ctrl+C is handled promptly on every platform.
-                self._done.wait(min(max(left, 0.05), 1.0 if on_tick else 0.25))
-        except KeyboardInterrupt:
-            self.cancel("interrupted")
-            raise
-        return self.state
+    def _limit(self, timeout: float | None) -> float:
+        """Wait until the code expires unless `timeout` is shorter."""
+        return math.inf if timeout is None else float(timeout)
+
+    def _timed_out(self, limit: float) -> tuple[str, LoopauthError]:
+        return f"not approved within {limit:g} s", FlowTimeout(
+            f"{self.provider.name}: the login was not approved within {limit:g} s; run login again"
+        )
+
+    def _time_to_show(self, left: float) -> float | None:
+        return min(left, self.expires_in)
 
     def run(
         self,

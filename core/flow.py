@@ -100,6 +100,42 @@ class LoginFlow(abc.ABC):
             raise self.error
         raise LoopauthError(f"the flow has not finished (state: {self.state.value})")
 
+    def wait(
+        self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
+    ) -> State:
+        """Block until the flow ends or `timeout` seconds pass (default: `_limit`'s)."""
+        if self.state is State.IDLE:
+            raise LoopauthError("start() the flow before waiting for it")
+        limit = self._limit(timeout)
+        deadline = time.monotonic() + limit
+        try:
+            while not self._done.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 and self.state is State.WAITING_FOR_REDIRECT:
+                    self._finish(State.TIMED_OUT, *self._timed_out(limit))
+                    break
+                shown = self._time_to_show(left)
+                if on_tick is not None and shown is not None:
+                    on_tick(max(shown, 0.0))
+                # Short slices so Ctrl+C is handled promptly on every platform.
+                self._done.wait(min(max(left, 0.05), 1.0 if on_tick else 0.25))
+        except KeyboardInterrupt:
+            self.cancel("interrupted")
+            raise
+        return self.state
+
+    def _limit(self, timeout: float | None) -> float:
+        """Return how long wait() waits: `timeout`, else the provider's `timeout`."""
+        return self.provider.timeout if timeout is None else float(timeout)
+
+    @abc.abstractmethod
+    def _timed_out(self, limit: float) -> tuple[str, LoopauthError]:
+        """Return the failure text and error of a wait that lasted `limit` seconds."""
+
+    def _time_to_show(self, left: float) -> float | None:
+        """Return the seconds a countdown shows (None: show none now)."""
+        return left
+
     @abc.abstractmethod
     def _finish(self, state: State, failure: str | None, error: LoopauthError | None) -> bool:
         """Enter an end state once (False if the flow had ended already) and wake wait()."""
@@ -312,34 +348,17 @@ class Flow(LoginFlow):
         self, timeout: float | None = None, *, on_tick: Callable[[float], None] | None = None
     ) -> State:
         """Block until the flow ends or `timeout` seconds (default: the provider's) pass."""
-        if self.state is State.IDLE:
-            raise LoopauthError("start() the flow before waiting for it")
-        limit = self.provider.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + limit
-        self._preload()
-        try:
-            while not self._done.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0 and self.state is State.WAITING_FOR_REDIRECT:
-                    self._finish(
-                        State.TIMED_OUT,
-                        f"no redirect arrived within {limit:g} s",
-                        FlowTimeout(
-                            f"{self.provider.name}: no redirect arrived within "
-                            f"{limit:g} s; run login again"
-                        ),
-                    )
-                    break
-                if on_tick is not None and not self.pasting:  # it would overwrite the input
-                    on_tick(max(left, 0.0))
-                # Short slices so Ctrl+C is handled promptly on every platform.
-                self._done.wait(
-                    min(max(left, 0.05), 1.0) if on_tick else min(max(left, 0.05), 0.25)
-                )
-        except KeyboardInterrupt:
-            self.cancel("interrupted")
-            raise
-        return self.state
+        if self.state is not State.IDLE:
+            self._preload()
+        return super().wait(timeout, on_tick=on_tick)
+
+    def _timed_out(self, limit: float) -> tuple[str, LoopauthError]:
+        name = self.provider.name
+        text = f"no redirect arrived within {limit:g} s"
+        return text, FlowTimeout(f"{name}: {text}; run login again")
+
+    def _time_to_show(self, left: float) -> float | None:
+        return None if self.pasting else left  # a countdown would overwrite the input
 
     def run(
         self,
