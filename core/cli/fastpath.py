@@ -18,6 +18,7 @@ from .output import token_output
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..config import Config
+    from ..provider import Provider
 
 CACHE_VERSION = 4
 
@@ -56,8 +57,7 @@ def write_cache(config: Config) -> None:
                     "plugin": p.plugin,
                     "refresh_leeway": p.refresh_leeway,
                     # Only the file store is read here; for others the full CLI answers.
-                    "file_store": (p.settings.get("store") or "file") == "file"
-                    and not p.settings.get("store_options"),
+                    "file_store": _plain_file_store(p),
                 }
                 for name, p in config.providers.items()
             },
@@ -67,8 +67,7 @@ def write_cache(config: Config) -> None:
                     "variables": list(variables),
                     "plugin": config.partial[name].plugin if name in config.partial else None,
                     "file_store": name in config.partial
-                    and (config.partial[name].settings.get("store") or "file") == "file"
-                    and not config.partial[name].settings.get("store_options"),
+                    and _plain_file_store(config.partial[name]),
                 }
                 for name, variables in config.incomplete().items()
             },
@@ -85,6 +84,12 @@ def write_cache(config: Config) -> None:
         import logging
 
         logging.getLogger("loopauth").warning("not caching providers.yaml: %s", exc)
+
+
+def _plain_file_store(provider: Provider) -> bool:
+    """Return True for a provider whose tokens are in the default file store."""
+    settings = provider.settings
+    return (settings.get("store") or "file") == "file" and not settings.get("store_options")
 
 
 def read_cache(config_path: str) -> dict[str, object] | None:
