@@ -440,7 +440,7 @@ def _missing_error(
 
 def _combined(problems: list[ConfigError], path: str) -> ConfigError:
     """One error for all of a file's (or a provider's) problems, each on its own line."""
-    flat: list[ConfigError] = [part for p in problems for part in getattr(p, "parts", None) or [p]]
+    flat = [part for p in problems for part in p.parts or [p]]
     if len(flat) == 1:
         return flat[0]
     combined = ConfigError(
@@ -448,7 +448,7 @@ def _combined(problems: list[ConfigError], path: str) -> ConfigError:
         file=path,
         line=flat[0].line,
     )
-    combined.parts = flat  # type: ignore[attr-defined]
+    combined.parts = flat
     return combined
 
 

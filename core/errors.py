@@ -34,6 +34,8 @@ class ConfigError(LoopauthError):
         self, message: str, *, file: str | None = None, line: int | None = None, key: str = ""
     ) -> None:
         self.message, self.file, self.line, self.key = message, file, line, key
+        # The single problems a combined error ("3 problems:") lists; empty for a single one.
+        self.parts: list[ConfigError] = []
         where = file or ""
         if file and line:
             where = f"{file}:{line}"
