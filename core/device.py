@@ -315,12 +315,15 @@ class DeviceFlow(LoginFlow):
                     wait = self.interval
                     continue
                 if exc.error == "slow_down":
-                    self.interval += SLOW_DOWN_STEP
+                    # GitHub says the new interval in the answer; never less than §3.5's step.
+                    told = _seconds(name, "interval", (exc.response or {}).get("interval"))
+                    self.interval = max(self.interval + SLOW_DOWN_STEP, min(told or 0, 300))
                     wait = self.interval
                     log.debug("%s asked to slow down: polling every %g s", name, wait)
                     continue
-                if exc.error == "access_denied":
-                    desc = f"access_denied: {exc.description}" if exc.description else exc.error
+                # `denied_errors`: Microsoft says authorization_declined.
+                if exc.error in (provider.get("denied_errors") or ["access_denied"]):
+                    desc = f"{exc.error}: {exc.description}" if exc.description else exc.error
                     text = f"access denied ({desc})"
                     self._finish(State.DENIED, text, AccessDenied(f"{name}: {text}"))
                     return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -45,6 +46,10 @@ def discover(provider: Provider) -> None:
     issuer = provider.settings.get("issuer")
     if not issuer or provider.metadata:
         return
+    shipped = provider.type.metadata(provider) if provider.type.metadata is not None else None
+    if shipped is not None:  # the plugin knows it: no request before the browser opens
+        _take_metadata(provider, shipped, "the plugin's own copy")
+        return
     errors = []
     for url in _well_known_urls(issuer):
         try:
@@ -54,35 +59,41 @@ def discover(provider: Provider) -> None:
         except ProviderError as exc:
             errors.append(str(exc))
             continue
-        if doc.get("issuer") != issuer:
-            raise ProviderError(
-                f"{provider.name}: the discovery document at {safe_url(url)} names issuer "
-                f"{doc.get('issuer')!r}, not the configured {issuer!r} (RFC 8414 §3.3)"
-            )
-        meta: dict[str, Any] = {"issuer": issuer}
-        for key in (
-            "authorization_endpoint",
-            "token_endpoint",
-            "userinfo_endpoint",
-            "revocation_endpoint",
-            "device_authorization_endpoint",
-        ):
-            value = doc.get(key)
-            if value is None:
-                continue
-            problem = check_url(value) if isinstance(value, str) else "is not a string"
-            if problem:
-                raise ProviderError(f"{provider.name}: discovered {key} {problem}")
-            meta[key] = value
-        if "authorization_response_iss_parameter_supported" in doc:
-            meta["supports_iss"] = bool(doc["authorization_response_iss_parameter_supported"])
-        meta["code_challenge_methods_supported"] = doc.get("code_challenge_methods_supported")
-        provider.metadata = meta
-        log.debug("discovered %s from %s", provider.name, safe_url(url))
+        _take_metadata(provider, doc, f"the discovery document at {safe_url(url)}")
         return
     raise ProviderError(
         f"{provider.name}: discovery failed for issuer {issuer}: " + "; ".join(errors)
     )
+
+
+def _take_metadata(provider: Provider, doc: Mapping[str, Any], source: str) -> None:
+    """Check a discovery document against the configured issuer and keep its endpoints."""
+    issuer = provider.settings.get("issuer")
+    if doc.get("issuer") != issuer:
+        raise ProviderError(
+            f"{provider.name}: {source} names issuer {doc.get('issuer')!r}, not the "
+            f"configured {issuer!r} (RFC 8414 §3.3)"
+        )
+    meta: dict[str, Any] = {"issuer": issuer}
+    for key in (
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "revocation_endpoint",
+        "device_authorization_endpoint",
+    ):
+        value = doc.get(key)
+        if value is None:
+            continue
+        problem = check_url(value) if isinstance(value, str) else "is not a string"
+        if problem:
+            raise ProviderError(f"{provider.name}: discovered {key} {problem}")
+        meta[key] = value
+    if "authorization_response_iss_parameter_supported" in doc:
+        meta["supports_iss"] = bool(doc["authorization_response_iss_parameter_supported"])
+    meta["code_challenge_methods_supported"] = doc.get("code_challenge_methods_supported")
+    provider.metadata = meta
+    log.debug("discovered %s from %s", provider.name, source)
 
 
 def endpoint(provider: Provider, key: str) -> str:
@@ -242,7 +253,7 @@ def id_token_claims(provider: Provider, id_token: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise ProviderError(f"{provider.name}: the id_token is not a JWT")
     issuer = provider.get("issuer")
-    if issuer and claims.get("iss") != issuer:
+    if issuer and not issued_by(provider, claims.get("iss"), claims):
         raise ProviderError(
             f"{provider.name}: the id_token was issued by {claims.get('iss')!r}, not {issuer!r}"
         )
@@ -251,6 +262,17 @@ def id_token_claims(provider: Provider, id_token: str) -> dict[str, Any]:
     if provider.get("client_id") not in auds:
         raise ProviderError(f"{provider.name}: the id_token is not meant for this client")
     return claims
+
+
+def issued_by(provider: Provider, iss: object, claims: Mapping[str, Any]) -> bool:
+    """Return whether `iss` (a redirect's, or an id_token's with its claims) names the issuer."""
+    if not isinstance(iss, str):
+        return False
+    custom = provider.type.issuer_matches
+    if custom is not None:
+        return custom(provider, iss, claims)
+    expected = str(provider.get("issuer") or "")
+    return hmac.compare_digest(iss.encode(), expected.encode())
 
 
 def send(provider: Provider, request: TokenRequest, previous: Token | None) -> Token:

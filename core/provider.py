@@ -138,6 +138,23 @@ class ProviderType:
     # (this page's query parameters, its decoded JSON) -> the next page's parameters, or None
     # on the last page (standard: the `Link: <...>; rel="next"` header).
     next_page: Callable[[Mapping[str, str], Any], dict[str, str] | None] | None = None
+    # (provider) -> its discovery document without the network (shipped with the plugin), or
+    # None to fetch it from `issuer` as usual (an emulator or proxy named as issuer).
+    metadata: Callable[[Provider], Mapping[str, Any] | None] | None = None
+    # (provider, an `iss` value, the id_token's claims, or {} for a redirect's iss) -> whether
+    # this provider issued it (standard: equal to `issuer`).
+    issuer_matches: Callable[[Provider, str, Mapping[str, Any]], bool] | None = None
+    # (provider, a scope asked for, the new token) -> whether the token holds it (standard: the
+    # scope is among the granted ones, as the token response wrote them).
+    scope_granted: Callable[[Provider, str, Token], bool] | None = None
+    # (provider) -> what it still lacks for some use, one line each (`loopauth providers`).
+    lacks: Callable[[Provider], list[str]] | None = None
+    # Shown by `logout` for a provider that cannot revoke tokens: what that means for the user.
+    logout_note: str = ""
+    # `loopauth init TYPE`: the settings its entry carries, in order (secrets as ${VAR}), and
+    # the comment above it (where to register the app, what to register).
+    init_settings: tuple[str, ...] = ("client_id", "client_secret", "scope")
+    init_help: str = ""
 
     def all_settings(self) -> dict[str, Setting]:
         """Return every setting this type accepts, with its defaults applied."""
@@ -201,6 +218,15 @@ class Provider:
     def client_secret(self) -> str | None:
         """Return the client secret, if any."""
         return self.settings.get("client_secret") or None
+
+    def lacks(self) -> list[str]:
+        """Return what this provider still lacks for some use (its type's `lacks`), one per line."""
+        if self.type.lacks is None:
+            return []
+        try:
+            return [str(line) for line in self.type.lacks(self)]
+        except Exception:  # a plugin's bug must not break `providers`: it has nothing to say
+            return []
 
     def authorization_carries(self, key: str) -> bool:
         """Return True when this provider's authorization URL carries parameter `key`.

@@ -10,7 +10,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from .errors import LoopauthError, ProviderError
 from .urls import is_loopback_host, safe_url
@@ -62,7 +62,7 @@ def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        data = None
+        data = _form(resp, body)
     if not isinstance(data, dict):
         ctype = resp.headers.get("content-type", "")
         looks_html = "html" in ctype or b"<html" in body[:2048].lower()
@@ -81,6 +81,18 @@ def read_json(resp: requests.Response, what: str) -> dict[str, Any]:
         detail = f": {', '.join(told)}" if told else ""
         raise ProviderError(f"{what} answered HTTP {status} (server error){detail}")
     return data
+
+
+def _form(resp: requests.Response, body: bytes) -> dict[str, str] | None:
+    """Return a form-encoded answer as a dict (GitHub answers so unless asked for JSON)."""
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return None
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return dict(pairs) if pairs else None
 
 
 @contextlib.contextmanager

@@ -192,6 +192,184 @@ def test_type_account_for(types: dict[str, ProviderType], emulator: OAuthEmulato
     assert log_in(found["plain"]).result().account_id == "user-1"
 
 
+def _doc(emulator: OAuthEmulator, issuer: str) -> dict[str, Any]:
+    """The emulator's endpoints, as a plugin would ship them, under `issuer`."""
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{emulator.url}/authorize",
+        "token_endpoint": f"{emulator.url}/token",
+        "revocation_endpoint": f"{emulator.url}/revoke",
+    }
+
+
+def test_type_metadata(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    shipped: dict[str, Any] = _doc(emulator, emulator.url)
+    types["mine"] = ProviderType("mine", metadata=lambda provider: shipped)
+    found, _ = providers(emulator)
+    assert log_in(found["mine"]).state is State.SUCCEEDED
+    assert not [path for _, path in emulator.log if "well-known" in path]  # no discovery
+    assert log_in(found["plain"]).state is State.SUCCEEDED
+    assert [path for _, path in emulator.log if "well-known" in path]  # plain discovers
+    shipped["issuer"] = "https://elsewhere.example"  # a copy for another issuer is refused
+    found, _ = providers(emulator)
+    with pytest.raises(ProviderError, match="the plugin's own copy names issuer"):
+        Flow(found["mine"]).start()
+
+
+def test_type_issuer_matches(types: dict[str, ProviderType], emulator: OAuthEmulator) -> None:
+    # The configured issuer is not what the emulator writes in `iss` (redirect and id_token):
+    # only the type's own rule can accept it, as Google's bare `accounts.google.com` is.
+    seen: list[tuple[str, bool]] = []
+
+    def issuer_matches(provider: Provider, iss: str, claims: Mapping[str, Any]) -> bool:
+        seen.append((iss, bool(claims)))
+        return iss == emulator.url
+
+    types["mine"] = ProviderType(
+        "mine",
+        metadata=lambda provider: _doc(emulator, "https://issuer.example"),
+        issuer_matches=issuer_matches,
+    )
+    text = f"""
+providers:
+  mine:
+    plugin: mine
+    issuer: https://issuer.example
+    client_id: loopauth-demo
+    scope: openid email
+  plain:
+    issuer: https://issuer.example
+    client_id: loopauth-demo
+    authorization_endpoint: {emulator.url}/authorize
+    token_endpoint: {emulator.url}/token
+    scope: openid email
+"""
+    config = parse(text)
+    flow = log_in(config.select("mine"))
+    assert flow.state is State.SUCCEEDED, flow.failure
+    assert (emulator.url, False) in seen and (emulator.url, True) in seen  # redirect, id_token
+    plain = config.select("plain")
+    plain.metadata = {"issuer": "https://issuer.example"}  # as if discovered: no network here
+    refused = log_in(plain)
+    assert refused.state is State.FAILED and "possible mix-up attack" in (refused.failure or "")
+
+
+def test_type_scope_granted(
+    types: dict[str, ProviderType], emulator: OAuthEmulator, isolated: Path
+) -> None:
+    emulator.withheld_scopes = frozenset({"email"})  # asked for, never granted
+    asked: list[str] = []
+
+    def scope_granted(provider: Provider, scope: str, token: Token) -> bool:
+        asked.append(scope)  # this provider grants `email` under another name, say
+        return scope in token.scopes or (scope == "email" and "openid" in token.scopes)
+
+    types["mine"] = ProviderType("mine", scope_granted=scope_granted)
+    found, _ = providers(emulator)
+    for provider in found.values():
+        provider.settings["required_scopes"] = ["email"]
+    assert log_in(found["mine"]).state is State.SUCCEEDED and "email" in asked
+    refused = log_in(found["plain"])
+    assert refused.state is State.DENIED and "required scope(s) email" in (refused.failure or "")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in this process (where the test's provider types are registered)."""
+    from loopauth.cli import run
+
+    code = run(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _write(tmp_path: Path, emulator: OAuthEmulator) -> Path:
+    return write_config(
+        tmp_path / "types.yaml",
+        f"""
+        providers:
+          mine:
+            plugin: mine
+            issuer: {emulator.url}
+            client_id: loopauth-demo
+          plain:
+            issuer: {emulator.url}
+            client_id: loopauth-demo
+        """,
+    )
+
+
+def test_type_lacks(
+    types: dict[str, ProviderType],
+    emulator: OAuthEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def lacks(provider: Provider) -> list[str]:
+        return [] if provider.client_secret else ["client_secret (for the browser login)"]
+
+    types["mine"] = ProviderType("mine", lacks=lacks)
+    cfg = _write(tmp_path, emulator)
+    code, out, _ = _run(capsys, "--config", str(cfg), "providers")
+    assert code == 0
+    assert "  mine: plugin mine\n    lacks: client_secret (for the browser login)\n" in out
+    assert "  plain: plugin oauth2\n" in out and out.count("lacks:") == 1
+    types["mine"] = ProviderType("mine", lacks=lambda provider: 1 / 0)  # type: ignore[arg-type,return-value]
+    # -v: past the settings cache, which a real plugin's changed file would invalidate.
+    code, out, err = _run(capsys, "--config", str(cfg), "-v", "providers")
+    assert code == 0 and "lacks:" not in out and "Traceback" not in err  # a plugin bug: nothing
+
+
+def test_type_logout_note(
+    types: dict[str, ProviderType],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with OAuthEmulator(revocation=False) as emulator:
+        note = "Acme keeps tokens until they expire; sign out at acme.example"
+        types["mine"] = ProviderType("mine", logout_note=note)
+        found, _ = providers(emulator)
+        for name in ("mine", "plain"):
+            log_in(found[name])
+        cfg = _write(tmp_path, emulator)
+        code, _, err = _run(capsys, "--config", str(cfg), "logout", "mine")
+        assert code == 0 and f"removed the token locally only ({note})" in err
+        code, _, err = _run(capsys, "--config", str(cfg), "logout", "plain")
+        assert code == 0 and "(plain offers no revocation endpoint)" in err
+
+
+def test_type_init_settings(
+    types: dict[str, ProviderType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    types["mine"] = ProviderType(
+        "mine",
+        settings={"tenant": Setting(default="common", help="who may log in")},
+        init_settings=("tenant", "client_id", "client_secret"),
+    )
+    code, out, _ = _run(capsys, "init", "mine", "--print")
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "  mine:",
+        "    plugin: mine",
+        "    # who may log in",
+        "    tenant: common",
+        "    # client identifier registered with the provider",
+        "    client_id: ${MINE_CLIENT_ID}",
+        "    # client secret; absent for a public client; from the environment",
+        "    client_secret: ${MINE_CLIENT_SECRET}",
+    ]
+
+
+def test_type_init_help(types: dict[str, ProviderType], capsys: pytest.CaptureFixture[str]) -> None:
+    types["mine"] = ProviderType(
+        "mine", description="Acme", init_help="Register at acme.example\nwith this callback."
+    )
+    code, out, _ = _run(capsys, "init", "mine", "--print", "--name", "acme")
+    assert code == 0
+    assert out.startswith("  # Register at acme.example\n  # with this callback.\n  acme:\n")
+    types["mine"] = ProviderType("mine", description="Acme, in one line")
+    assert _run(capsys, "init", "mine", "--print")[1].startswith("  # Acme, in one line\n")
+
+
 def test_hook_register_provider_types(types: dict[str, ProviderType]) -> None:
     types["mine"] = ProviderType("mine", description="mine, registered by a test plugin")
     assert parse("providers:\n  a:\n    plugin: mine\n").select("a").type is types["mine"]

@@ -33,7 +33,7 @@ from .registry import (
 )
 from .server import EmulatorServer, Request, Response
 
-__all__ = ["AUTH_METHODS", "DEFAULT_SCOPE", "DEVICE_GRANT", "SCOPES", "OAuthEmulator"]
+__all__ = ["AUTH_METHODS", "DEFAULT_SCOPE", "DEVICE_GRANT", "PATHS", "SCOPES", "OAuthEmulator"]
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 SCOPES = ("openid", "profile", "email", "offline_access")
@@ -49,6 +49,7 @@ _AUTH_PARAMS = (
     "nonce",
 )
 # RFC 7636 §4.1/§4.2: verifiers are 43-128 unreserved chars; S256 challenges 43 base64url chars.
+_CONSENT_FIELDS = ("decision", "account")  # what the consent form itself adds
 _VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _S256_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -58,6 +59,15 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # RFC 8628 §6.1: consonants only (no words, no look-alikes), shown as XXXX-XXXX.
 _USER_CODE_LETTERS = "BCDFGHJKLMNPQRSTVWXZ"
 _SLOW_DOWN_STEP = 5  # RFC 8628 §3.5
+# Where each endpoint is served; an emulator of a real provider moves them to its own paths.
+PATHS = {
+    "authorize": "/authorize",
+    "token": "/token",
+    "userinfo": "/userinfo",
+    "revoke": "/revoke",
+    "device_authorization": "/device_authorization",
+    "device": "/device",
+}
 
 
 @dataclass
@@ -121,6 +131,8 @@ class OAuthEmulator(EmulatorServer):
         withheld_scopes: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(host, port)
+        self.paths = dict(PATHS)
+        self.scopes_supported: tuple[str, ...] = SCOPES
         # Scopes the user "unticks" on the consent page: asked for, but never granted.
         self.withheld_scopes = withheld_scopes
         self.clients = clients if clients is not None else default_clients()
@@ -199,18 +211,19 @@ class OAuthEmulator(EmulatorServer):
 
     def route(self, req: Request) -> Response:
         """Dispatch to the discovery, authorize, token, revocation and userinfo endpoints."""
+        paths = self.paths
         routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
             "/.well-known/openid-configuration": ("GET", self._discovery),
             "/.well-known/oauth-authorization-server": ("GET", self._discovery),
-            "/authorize": ("GET, POST", self._authorize),
-            "/token": ("POST", self._token),
-            "/userinfo": ("GET, POST", self._userinfo),
+            paths["authorize"]: ("GET, POST", self._authorize),
+            paths["token"]: ("POST", self._token),
+            paths["userinfo"]: ("GET, POST", self._userinfo),
         }
         if self.revocation:
-            routes["/revoke"] = ("POST", self._revoke)
+            routes[paths["revoke"]] = ("POST", self._revoke)
         if self.device:
-            routes["/device_authorization"] = ("POST", self._device_authorization)
-            routes["/device"] = ("GET, POST", self._device_page)
+            routes[paths["device_authorization"]] = ("POST", self._device_authorization)
+            routes[paths["device"]] = ("GET, POST", self._device_page)
         if req.path not in routes:
             return super().route(req)
         allow, handler = routes[req.path]
@@ -220,27 +233,27 @@ class OAuthEmulator(EmulatorServer):
         return handler(req)
 
     def _discovery(self, req: Request) -> Response:
-        base = self.issuer
+        base, paths = self.issuer, self.paths
         doc: dict[str, Any] = {
             "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/token",
-            "userinfo_endpoint": f"{base}/userinfo",
+            "authorization_endpoint": f"{self.url}{paths['authorize']}",
+            "token_endpoint": f"{self.url}{paths['token']}",
+            "userinfo_endpoint": f"{self.url}{paths['userinfo']}",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "authorization_response_iss_parameter_supported": self.send_iss,
-            "scopes_supported": list(SCOPES),
+            "scopes_supported": list(self.scopes_supported),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["HS256"],
         }
         if self.revocation:
-            doc["revocation_endpoint"] = f"{base}/revoke"
+            doc["revocation_endpoint"] = f"{self.url}{paths['revoke']}"
             doc["revocation_endpoint_auth_methods_supported"] = list(AUTH_METHODS)
         if self.device:
-            doc["device_authorization_endpoint"] = f"{base}/device_authorization"
+            doc["device_authorization_endpoint"] = f"{self.url}{paths['device_authorization']}"
             doc["grant_types_supported"].append(DEVICE_GRANT)
         return Response(200, doc)
 
@@ -264,7 +277,9 @@ class OAuthEmulator(EmulatorServer):
         self, multi: dict[str, list[str]]
     ) -> tuple[EmulatorClient, dict[str, str]] | Response:
         """Check authorization parameters; return the client and parameters, or an error."""
-        p = {k: v[0] for k, v in multi.items() if k in _AUTH_PARAMS}
+        # Every parameter is kept (a provider's own, like Google's access_type, ride along
+        # through the consent form); only the standard ones are checked here.
+        p = {k: v[0] for k, v in multi.items() if k not in _CONSENT_FIELDS}
         ids = multi.get("client_id", [])
         client = self.clients.get(ids[0]) if len(ids) == 1 else None
         if client is None:
@@ -295,7 +310,7 @@ class OAuthEmulator(EmulatorServer):
             return fail("invalid_request", "code_challenge_method must be S256")
         elif not _S256_CHALLENGE_RE.fullmatch(challenge):
             return fail("invalid_request", "malformed code_challenge")
-        unknown = sorted(set(p.get("scope", DEFAULT_SCOPE).split()) - set(SCOPES))
+        unknown = sorted(set(p.get("scope", DEFAULT_SCOPE).split()) - set(self.scopes_supported))
         if unknown:
             return fail("invalid_scope", f"unsupported scope {unknown[0]}")
         return client, p
@@ -309,7 +324,7 @@ class OAuthEmulator(EmulatorServer):
         client, p = checked
         esc = html.escape
         hidden = "".join(
-            f'<input type="hidden" name="{k}" value="{esc(p[k])}">' for k in _AUTH_PARAMS if k in p
+            f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">' for k, v in p.items()
         )
         options = "".join(
             f'<option value="{esc(u.sub)}">{esc(u.name)} &lt;{esc(u.email)}&gt;</option>'
@@ -319,7 +334,7 @@ class OAuthEmulator(EmulatorServer):
             f"<p><strong>{esc(client.client_id)}</strong> asks for access with scope "
             f"<code>{esc(p.get('scope', DEFAULT_SCOPE))}</code>.</p>"
             f"<p>You will be sent back to <code>{esc(p['redirect_uri'])}</code>.</p>"
-            f'<form method="post" action="/authorize">{hidden}'
+            f'<form method="post" action="{esc(req.path)}">{hidden}'
             f'<p><label>Account <select name="account">{options}</select></label></p>'
             '<p><button type="submit" name="decision" value="allow">Allow</button>'
             '<button type="submit" name="decision" value="deny">Deny</button></p></form>'
@@ -359,6 +374,7 @@ class OAuthEmulator(EmulatorServer):
                 user,
                 p.get("nonce"),
                 time.time() + self.code_lifetime,
+                params=dict(p),
             )
         return self._redirect(p["redirect_uri"], {"code": code, "state": state})
 
@@ -457,10 +473,14 @@ class OAuthEmulator(EmulatorServer):
                 _b64url(hashlib.sha256(verifier.encode()).digest()), rec.code_challenge
             ):
                 return _token_error("invalid_grant", "PKCE verification failed")
-            body = self._issue(rec.client_id, rec.user, rec.scope, code, self.issue_refresh_tokens)
+            body = self._issue(rec.client_id, rec.user, rec.scope, code, self._refresh_for(rec))
         if "openid" in rec.scope.split():
             body["id_token"] = self._id_token(client.client_id, rec.user, rec.nonce)
         return Response(200, body, dict(_NO_STORE))
+
+    def _refresh_for(self, code: Code) -> bool:
+        """Return whether this code's exchange hands out a refresh token too."""
+        return self.issue_refresh_tokens
 
     def _grant_refresh(self, client: EmulatorClient, form: dict[str, str]) -> Response:
         token = form.get("refresh_token")
@@ -501,6 +521,16 @@ class OAuthEmulator(EmulatorServer):
         return body
 
     def _id_token(self, client_id: str, user: EmulatorUser, nonce: str | None) -> str:
+        claims = self._id_token_claims(client_id, user, nonce)
+        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        signing_input = f"{header}.{_b64url(json.dumps(claims).encode())}"
+        sig = hmac.new(self.signing_key, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64url(sig)}"
+
+    def _id_token_claims(
+        self, client_id: str, user: EmulatorUser, nonce: str | None
+    ) -> dict[str, Any]:
+        """Return the claims of an id_token for `user` (an emulated provider adds its own)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -513,10 +543,7 @@ class OAuthEmulator(EmulatorServer):
         }
         if nonce is not None:
             claims["nonce"] = nonce
-        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        signing_input = f"{header}.{_b64url(json.dumps(claims).encode())}"
-        sig = hmac.new(self.signing_key, signing_input.encode(), hashlib.sha256).digest()
-        return f"{signing_input}.{_b64url(sig)}"
+        return claims
 
     # -- device authorization grant (RFC 8628) ---------------------------------------------
 
@@ -530,7 +557,7 @@ class OAuthEmulator(EmulatorServer):
         if len(req.form_multi.get("scope", [])) > 1:
             return _token_error("invalid_request", "repeated parameter scope")
         scope = req.form.get("scope", DEFAULT_SCOPE)
-        unknown = sorted(set(scope.split()) - set(SCOPES))
+        unknown = sorted(set(scope.split()) - set(self.scopes_supported))
         if unknown:
             return _token_error("invalid_scope", f"unsupported scope {unknown[0]}")
         device_code = secrets.token_urlsafe(32)
@@ -549,7 +576,7 @@ class OAuthEmulator(EmulatorServer):
                 self.slow_down_polls,
             )
             self._user_codes[letters] = device_code
-        page_url = f"{self.issuer}/device"
+        page_url = f"{self.url}{self.paths['device']}"
         query = urllib.parse.urlencode({"user_code": user_code})
         body = {
             "device_code": device_code,
@@ -589,7 +616,7 @@ class OAuthEmulator(EmulatorServer):
         )
         body = (
             f"<p>Enter the code your device shows.</p>{about}"
-            '<form method="post" action="/device">'
+            f'<form method="post" action="{esc(req.path)}">'
             f'<p><label>Code <input name="user_code" value="{esc(typed)}" autocomplete="off" '
             'autocapitalize="characters" spellcheck="false"></label></p>'
             f'<p><label>Account <select name="account">{options}</select></label></p>'

@@ -52,6 +52,7 @@ class Code:
     nonce: str | None
     expires_at: float
     used: bool = False
+    params: dict[str, str] = field(default_factory=dict)  # every authorization parameter
 
 
 @dataclass
