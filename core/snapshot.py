@@ -14,7 +14,7 @@ import sys
 
 from . import __version__, paths, private
 
-VERSION = 1
+VERSION = 2
 
 
 def _key() -> list[object]:
@@ -93,7 +93,9 @@ def write() -> None:
             ],
             "failures": plugin_manager.failures(),
             "commands": {n: c.help for n, c in commands.items() if n not in BUILTIN},
-            "provider_types": sorted(plugin_manager.provider_types()),
+            "provider_types": {
+                name: t.description for name, t in sorted(plugin_manager.provider_types().items())
+            },
             "store_types": sorted(plugin_manager.store_types()),
         }
         path = _path()

@@ -48,6 +48,10 @@ OAUTH2 = ProviderType(
     name="oauth2",
     description="any standards-based OAuth2 / OpenID Connect provider",
     validate=_validate,
+    # A public client (PKCE, no secret) found by discovery: add client_secret if it has one.
+    init_settings=("issuer", "client_id", "scope"),
+    init_help="An OAuth2 / OpenID Connect provider found by discovery from its issuer URL.\n"
+    "Register a native (public) client whose redirect URI is http://127.0.0.1/callback.",
 )
 
 

@@ -94,7 +94,14 @@ def test_outside_plugin_provider_is_selectable_and_logs_in(
         "builtin": False,
     }
     assert listing["providers"] == [
-        {"name": "acme", "plugin": "acme", "default": False, "error": None, "missing": None}
+        {
+            "name": "acme",
+            "plugin": "acme",
+            "default": False,
+            "error": None,
+            "missing": None,
+            "lacks": [],
+        }
     ]
     result = login("--config", str(cfg), "login", env=outside)
     assert result.returncode == 0, result.stderr

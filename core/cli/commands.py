@@ -46,6 +46,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 "default": name == default,
                 "error": None if name in incomplete else errors.get(name),
                 "missing": incomplete[name]["variables"] if name in incomplete else None,
+                "lacks": (providers.get(name) or incomplete.get(name) or {}).get("lacks") or [],
             }
             for name in names
         ]
@@ -54,12 +55,34 @@ def cmd_providers(args: argparse.Namespace) -> int:
             str(cache.get("path")),
             rows,
             list(registry["plugins"]),  # type: ignore[call-overload]
-            list(registry["provider_types"]),  # type: ignore[call-overload]
+            dict(registry["provider_types"]),  # type: ignore[call-overload]
             dict(registry["failures"]),  # type: ignore[call-overload]
         )
-    from .. import plugin_manager
+    from .. import paths, plugin_manager
 
-    config = _config(args)
+    if (
+        args.provider is None
+        and paths.find_config(args.config) is None
+        and not (args.config or os.environ.get("LOOPAUTH_CONFIG"))
+    ):  # a first run: say what can be configured, and how
+        where = " and ".join(c for c, _ in paths.config_candidates(None))
+        config_path, rows = None, []
+    else:
+        config = _config(args)
+        config_path, rows = config.path, _provider_rows(config)
+    plugins = [
+        {"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin}
+        for p in plugin_manager.plugins()
+    ]
+    snapshot.write()
+    types = {name: t.description for name, t in sorted(plugin_manager.provider_types().items())}
+    if config_path is None and not args.json:
+        print(f"no providers.yaml yet (looked for {where}); add one with: loopauth init TYPE")
+    return _print_providers(args, config_path, rows, plugins, types, plugin_manager.failures())
+
+
+def _provider_rows(config: Any) -> list[dict[str, Any]]:
+    """Return one row per configured provider: plugin, default, error, unset variables, lacks."""
     incomplete = config.incomplete()
     rows = []
     for name in config.names():
@@ -72,24 +95,18 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 "default": name == config.default,
                 "error": str(error) if error and name not in incomplete else None,
                 "missing": list(incomplete[name]) if name in incomplete else None,
+                "lacks": provider.lacks() if provider else [],
             }
         )
-    plugins = [
-        {"name": p.name, "distribution": p.distribution, "version": p.version, "builtin": p.builtin}
-        for p in plugin_manager.plugins()
-    ]
-    snapshot.write()
-    return _print_providers(
-        args, config.path, rows, plugins, sorted(config.plugins), plugin_manager.failures()
-    )
+    return rows
 
 
 def _print_providers(
     args: argparse.Namespace,
-    path: str,
+    path: str | None,
     rows: list[dict[str, Any]],
     plugins: list[dict[str, Any]],
-    types: list[str],
+    types: dict[str, str],
     failures: dict[str, str],
 ) -> int:
     if args.provider is not None:  # one provider: only its own problems count
@@ -109,14 +126,15 @@ def _print_providers(
                     "config": path,
                     "providers": rows,
                     "plugins": plugins,
-                    "provider_types": sorted(types),
+                    "provider_types": types,
                     "plugin_failures": failures,
                 },
                 indent=2,
             )
         )
     else:
-        print(f"providers in {path}:")
+        if path is not None:
+            print(f"providers in {path}:")
         for row in rows:
             mark = " (default)" if row["default"] else ""
             if row["error"]:
@@ -128,11 +146,16 @@ def _print_providers(
                 )
             else:
                 print(f"  {row['name']}{mark}: plugin {row['plugin']}")
+            for line in row["lacks"] if not row["error"] else ():
+                print(f"    lacks: {line}")
+        print("provider types (`plugin:`; `loopauth init TYPE` writes an entry):")
+        width = max((len(name) for name in types), default=0)
+        for name, description in types.items():
+            print(f"  {name:{width}}  {description}".rstrip())
         print("installed plugins:")
         for p in plugins:
             origin = "built-in" if p["builtin"] else f"{p['distribution']} {p['version']}"
             print(f"  {p['name']} ({origin})")
-        print("provider types: " + ", ".join(sorted(types)))
         for name, why in failures.items():
             print(f"  plugin {name} failed to load: {why}")
     return 2 if any(r["error"] for r in rows) else 0
@@ -365,7 +388,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     elif unset:
         done = f"removed the token locally only ({', '.join(unset)} not set: not revoked)"
     elif not revocable:  # settings missing, none of them needed: nothing would be sent
-        done = f"removed the token locally only ({provider.name} offers no revocation endpoint)"
+        done = _no_revocation(provider)
     else:
         from ..revocation import revoke
 
@@ -387,10 +410,17 @@ def cmd_logout(args: argparse.Namespace) -> int:
         elif revoked is None:
             done = "removed the token locally only (--force: revocation failed)"
         else:
-            done = f"removed the token locally only ({provider.name} offers no revocation endpoint)"
+            done = _no_revocation(provider)
     store.remove(provider.name, account_id)
     print(f"Logged out of {name}: {done}", file=sys.stderr)
     return 0
+
+
+def _no_revocation(provider: Any) -> str:
+    """Say that the token was only forgotten here, and what the provider type says about it."""
+    note = provider.type.logout_note
+    why = note or f"{provider.name} offers no revocation endpoint"
+    return f"removed the token locally only ({why})"
 
 
 def _unset_for_revocation(provider: Any) -> tuple[list[str], bool]:

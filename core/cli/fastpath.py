@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..provider import Provider
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 # The account lock taken by a caller that found the token expired; held until the process
 # ends (or main() releases it) so the full CLI refreshes under it while others wait.
@@ -58,6 +58,7 @@ def write_cache(config: Config) -> None:
                     "refresh_leeway": p.refresh_leeway,
                     # Only the file store is read here; for others the full CLI answers.
                     "file_store": _plain_file_store(p),
+                    "lacks": p.lacks(),
                 }
                 for name, p in config.providers.items()
             },
@@ -68,6 +69,7 @@ def write_cache(config: Config) -> None:
                     "plugin": config.partial[name].plugin if name in config.partial else None,
                     "file_store": name in config.partial
                     and _plain_file_store(config.partial[name]),
+                    "lacks": config.partial[name].lacks() if name in config.partial else [],
                 }
                 for name, variables in config.incomplete().items()
             },

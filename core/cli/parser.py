@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .. import __version__
 from ..command import Command
 from ..errors import UsageError
-from . import api_cmd, commands, completion
+from . import api_cmd, commands, completion, init_cmd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ BUILTIN = frozenset(
         "trust",
         "emulator",
         "completion",
+        "init",
     }
 )
 
@@ -343,6 +344,22 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
     )
     p.add_argument("--revoke", action="store_true", help="withdraw the approval")
     p.set_defaults(func=commands.cmd_trust)
+
+    p = add(
+        "init",
+        "add a commented providers.yaml entry for a provider type (asks for non-secrets)",
+        description="Add a commented entry for a provider of type TYPE to the providers.yaml in "
+        "use (or a new one in the user config folder). It asks for the settings the entry "
+        "needs, offering defaults, and never for a secret: those are written as ${VAR} "
+        "references to set in the environment. `loopauth providers` lists the types.",
+    )
+    p.add_argument("type", nargs="?", metavar="TYPE", help="provider type (the `plugin:` value)")
+    p.add_argument("--name", help="the provider's name in providers.yaml (default: the type)")
+    p.add_argument("--yes", "-y", action="store_true", help="ask nothing: take every default")
+    p.add_argument(
+        "--print", action="store_true", help="print the entry (with defaults), write nothing"
+    )
+    p.set_defaults(func=init_cmd.cmd_init)
 
     p = add(
         "emulator",

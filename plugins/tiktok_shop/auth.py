@@ -464,4 +464,7 @@ TIKTOK_SHOP = ProviderType(
     account_for=account_for,
     api_session=_api_session,
     next_page=_next_page,
+    init_settings=("client_id", "client_secret", "service_id", "region", "redirect_uri"),
+    init_help="TikTok Shop: App Key (client_id), App Secret and Service ID are in Partner Center;\n"
+    "the Redirect URL registered there must be this redirect_uri (docs/tiktok-shop.md).",
 )
