@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = "loopauth"
 DEFAULT_PLUGINS = (
     "loopauth.plugins.oauth2",
     "loopauth.plugins.tiktok_shop",
+    "loopauth.plugins.github",
     "loopauth.plugins.file_store",
     "loopauth.plugins.keyring_store",
     "loopauth.plugins.redis_store",
