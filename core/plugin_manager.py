@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "loopauth.plugins.oauth2",
     "loopauth.plugins.tiktok_shop",
     "loopauth.plugins.github",
+    "loopauth.plugins.google",
     "loopauth.plugins.file_store",
     "loopauth.plugins.keyring_store",
     "loopauth.plugins.redis_store",

@@ -76,6 +76,11 @@ def revoke(provider: Provider, token: Token) -> bool:
     if len(body) > transport.MAX_RESPONSE:
         raise ProviderError(f"{what} answered HTTP {status} with more than 1 MiB; giving up")
     error = _error_code(body, (value, provider.client_secret))
+    if status == 400 and error == "invalid_token":
+        # Google answers so for a token already revoked or expired, where RFC 7009 §2.2 says
+        # 200: the provider no longer honours it, which is what logout wanted.
+        log.info("%s: the provider says the token is already invalid", provider.name)
+        return True
     detail = f" ({error})" if error else ""
     raise ProviderError(
         f"{what} answered HTTP {status}{detail}; the token was not revoked", error=error

@@ -395,3 +395,15 @@ def test_an_error_answer_quotes_no_token_and_no_garbage(
 def test_a_200_with_any_body_is_a_success(hostile: Hostile, tmp_path: Path) -> None:
     hostile.answer = Response(200, "<html>revoked</html>", {}, "text/html")
     assert revoke(provider_for(tmp_path, hostile), stored_token()) is True
+
+
+def test_a_token_the_provider_calls_invalid_is_as_good_as_revoked(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    # Google answers 400 invalid_token for a token already revoked or expired (RFC 7009 says
+    # 200): logging out must not then insist on --force.
+    hostile.answer = Response(400, {"error": "invalid_token"})
+    assert revoke(provider_for(tmp_path, hostile), stored_token()) is True
+    hostile.answer = Response(400, {"error": "invalid_request"})  # anything else still fails
+    with pytest.raises(ProviderError, match="invalid_request"):
+        revoke(provider_for(tmp_path, hostile), stored_token())
