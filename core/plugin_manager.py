@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "loopauth.plugins.tiktok_shop",
     "loopauth.plugins.github",
     "loopauth.plugins.google",
+    "loopauth.plugins.microsoft",
     "loopauth.plugins.file_store",
     "loopauth.plugins.keyring_store",
     "loopauth.plugins.redis_store",

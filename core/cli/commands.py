@@ -178,6 +178,8 @@ def cmd_login(args: argparse.Namespace) -> int:
                 "they are fixed on the app at the provider; --scope does not apply"
             )
         provider.settings["scope"] = scopes  # this login only: the config object is ours
+        if provider.type.derive is not None:  # what the type adds to any scope (offline_access)
+            provider.type.derive(provider.settings)
     if args.device:
         if args.paste or args.no_browser:
             raise UsageError("--device opens no browser and takes no pasted address")
