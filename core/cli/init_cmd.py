@@ -169,12 +169,16 @@ def cmd_init(args: argparse.Namespace) -> int:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ConfigError("is not UTF-8 text", file=path) from None
-    else:
-        path = os.path.abspath(args.config or os.environ.get("LOOPAUTH_CONFIG") or "") or ""
-        if not args.config and not os.environ.get("LOOPAUTH_CONFIG"):
-            path = os.path.join(paths.user_config_dir(), "providers.yaml")
-        origin, data, text = paths.USER_CONFIG, b"", HEADER
-    was_trusted = origin == paths.CURRENT_FOLDER and trust.is_trusted(path, data)
+    else:  # a new file where loopauth will look: the one named, else the user config folder
+        path, origin = paths.config_candidates(args.config)[0]
+        if not (args.config or os.environ.get("LOOPAUTH_CONFIG")):
+            path, origin = (
+                os.path.join(paths.user_config_dir(), "providers.yaml"),
+                paths.USER_CONFIG,
+            )
+        path, data, text = os.path.abspath(path), b"", HEADER
+    # A new file is all loopauth's own; an approved one stays approved with this addition.
+    was_trusted = origin == paths.CURRENT_FOLDER and (not data or trust.is_trusted(path, data))
     if origin == paths.CURRENT_FOLDER and not was_trusted:
         raise UsageError(
             f"{path} is in the current folder and not approved; check it and run "
