@@ -529,8 +529,17 @@ class DeviceRun:
 
     def __init__(self, cfg: Path, name: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loopauth", "--config", str(cfg), "login", name, "--device"]
-            + list(extra),
+            [
+                sys.executable,
+                "-m",
+                "loopauth",
+                "--config",
+                str(cfg),
+                "login",
+                name,
+                "--device",
+                *list(extra),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
