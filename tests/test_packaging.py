@@ -76,7 +76,10 @@ def test_wheel_install_runs(wheel: Path, tmp_path: Path) -> None:
     code = (
         "import loopauth, loopauth.plugins.oauth2 as o; "
         "from loopauth.plugin_manager import provider_types; "
-        "print(loopauth.__file__); print(sorted(provider_types()))"
+        "print(loopauth.__file__); print(sorted(provider_types())); "
+        # Package data: Google's published discovery document ships inside the wheel.
+        "from loopauth.plugins.google import published_metadata; "
+        "print(published_metadata()['authorization_endpoint'])"
     )
     run = subprocess.run(
         [sys.executable, "-c", code],
@@ -88,7 +91,8 @@ def test_wheel_install_runs(wheel: Path, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0].startswith(str(target))
-    assert "['oauth2', 'tiktok_shop']" in run.stdout
+    assert "['github', 'google', 'microsoft', 'oauth2', 'tiktok_shop']" in run.stdout
+    assert "https://accounts.google.com/o/oauth2/v2/auth" in run.stdout
     cli = subprocess.run(
         [sys.executable, "-m", "loopauth", "--version"],
         capture_output=True,
