@@ -161,9 +161,13 @@ class LoginFlow(abc.ABC):
         holds = self.provider.type.scope_granted
 
         def lacks(scope: str) -> bool:
-            if holds is not None:  # the provider writes some scopes its own way
+            if holds is not None:  # the provider's type says how it writes scopes
                 return not holds(self.provider, scope, token)
-            return scope not in granted
+            # Without a type that knows: a granted URL ending in the short name counts (Google
+            # as a generic oauth2 provider answers `email` as .../auth/userinfo.email).
+            return scope not in granted and not any(
+                "://" in g and (g.endswith("." + scope) or g.endswith("/" + scope)) for g in granted
+            )
 
         required = [s for s in self.provider.get("required_scopes") or [] if lacks(s)]
         if required:

@@ -274,10 +274,7 @@ class Listener:
     def redirect_uri(self) -> str:
         """Return the redirect URI with the port actually bound."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        # The path as configured: `http://localhost` stays without a slash (MSAL's form, which
-        # Entra matches with a registered http://localhost); its requests come to "/".
-        path = self._parts.path
-        return urlunsplit(("http", f"{host}:{self.port}", path, self._parts.query, ""))
+        return urlunsplit(("http", f"{host}:{self.port}", self.path, self._parts.query, ""))
 
     def host_allowed(self, header: str | None) -> bool:
         """Return True when the Host header names this listener by a loopback name."""

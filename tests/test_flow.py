@@ -202,3 +202,17 @@ def test_a_login_imports_only_authlibs_protocol_pieces(config: Path) -> None:
     assert "authlib.oauth2.rfc6749.parameters" in modules  # the protocol functions are used
     heavy = ("joserfc", "cryptography", "authlib.integrations", "authlib.oidc", "authlib.jose")
     assert not {m for m in modules if m.startswith(heavy)}, sorted(modules)
+
+
+def test_a_redirect_uri_without_a_path_is_sent_with_the_slash_it_is_served_at(
+    emulator: OAuthEmulator,
+) -> None:
+    # As it always was: a registered `http://127.0.0.1/` keeps matching. (Microsoft's plugin,
+    # whose registration has no path, sends it without: tests/test_microsoft.py.)
+    flow = Flow(provider_for(emulator, "    redirect_uri: http://127.0.0.1"))
+    flow.start()
+    try:
+        sent = parse_qs(urlsplit(flow.authorization_url or "").query)["redirect_uri"][0]
+        assert urlsplit(sent).path == "/" and sent == flow.redirect_uri
+    finally:
+        flow.cancel()

@@ -213,7 +213,7 @@ def test_init_print_is_the_entry_docs_github_md_shows(isolated: Path) -> None:
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "plugin: github" in text and "client_id: ${GITHUB_CLIENT_ID}" in text
-    assert "client_secret: ${GITHUB_CLIENT_SECRET}" in text and "read:user" in text
+    assert "client_secret: ${GITHUB_CLIENT_SECRET:-}" in text and "read:user" in text
     assert "https://github.com/settings/developers" in text
     assert "http://127.0.0.1/callback" in text
     assert text.strip() in DOC.read_text()

@@ -170,3 +170,81 @@ def test_a_new_file_named_by_loopauth_config_is_created_and_approved(tmp_path: P
         (tmp_path / "providers.yaml").read_text() + "# changed by someone\n"
     )
     assert "loopauth trust" in cli("providers", env=env).stderr  # a change needs approval
+
+
+def test_a_secret_the_provider_can_do_without_may_stay_unset(tmp_path: Path) -> None:
+    # GitHub logs in with --device without its secret; Google needs its secret.
+    assert cli("init", "github", "--yes").returncode == 0
+    assert cli("init", "google", "--yes").returncode == 0
+    text = user_config(tmp_path).read_text()
+    assert "client_secret: ${GITHUB_CLIENT_SECRET:-}" in text
+    assert "client_secret: ${GOOGLE_CLIENT_SECRET}\n" in text
+    listing = cli("providers", env={"GITHUB_CLIENT_ID": "Iv1.x", "GOOGLE_CLIENT_ID": "g"})
+    assert listing.returncode == 0, listing.stderr
+    assert "github: plugin github\n    lacks: client_secret: the browser login needs it" in (
+        listing.stdout
+    )
+    assert "google: plugin google; not ready: set GOOGLE_CLIENT_SECRET" in listing.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks need privileges on Windows")
+def test_a_symlinked_config_is_written_where_it_points(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "providers.yaml"
+    real.write_text(
+        "providers:\n  a:\n    plugin: oauth2\n    issuer: https://id.example\n    client_id: x\n"
+    )
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real)
+    out = cli("--config", str(link), "init", "tiktok_shop", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert link.is_symlink() and "tiktok-shop:" in real.read_text()
+
+
+def test_odd_files_and_layouts_are_refused_or_kept_as_they_are(tmp_path: Path) -> None:
+    folder = cli("--config", str(tmp_path), "init", "oauth2", "--yes")
+    assert folder.returncode == 2 and "is a folder" in folder.stderr
+    crlf = tmp_path / "crlf.yaml"
+    crlf.write_bytes(
+        b"\xef\xbb\xbfproviders:\r\n  a:\r\n    plugin: oauth2\r\n"
+        b"    issuer: https://id.example\r\n    client_id: x\r\n"
+    )
+    assert cli("--config", str(crlf), "init", "tiktok_shop", "--yes").returncode == 0
+    data = crlf.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfproviders:\r\n") and b"tiktok-shop:\r\n" in data
+    assert b"\n" not in data.replace(b"\r\n", b"")  # no bare newline mixed in
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text(
+        "providers:\n  ? a\n  : plugin: oauth2\n    issuer: https://id.example\n    client_id: x\n"
+    )
+    before = explicit.read_text()
+    odd = cli("--config", str(explicit), "init", "tiktok_shop", "--yes")
+    assert odd.returncode == 2 and "add it by hand" in odd.stderr
+    assert explicit.read_text() == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
+def test_at_a_terminal_init_without_a_type_asks_for_one(tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopauth", "init"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(follower)
+    try:
+        # The type, then Enter for each of Microsoft's questions (tenant, client id, scope).
+        os.write(leader, b"microsoft\n\n\n\n")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0, err
+    assert "provider types:" in err and "microsoft" in err
+    assert "plugin: microsoft" in user_config(tmp_path).read_text()

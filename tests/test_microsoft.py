@@ -646,9 +646,20 @@ def test_issuer_rules_by_tenant(tmp_path: Path) -> None:
     assert ok("consumers", CONSUMERS_TENANT) and not ok("consumers", CONTOSO.id)
     assert ok(CONTOSO.id, CONTOSO.id) and not ok(CONTOSO.id, FABRIKAM.id)
     assert not ok(CONTOSO.id, None, f"{GLOBAL}/{CONTOSO.id}/v2.0")  # its tid is required
-    # A redirect's iss (no claims): only the configured issuer itself; no template guessing.
+    # A redirect's iss (no claims, Entra sends none today): the template filled with a GUID,
+    # under the same tenant rules; anything else is a mix-up.
     common, contoso = load(tmp_path, tenant="common"), load(tmp_path, tenant=CONTOSO.id)
-    assert not oauth.issued_by(common, f"{GLOBAL}/{CONTOSO.id}/v2.0", {})
+    orgs = load(tmp_path, tenant="organizations")
+    assert oauth.issued_by(common, f"{GLOBAL}/{CONTOSO.id}/v2.0", {})
+    assert oauth.issued_by(common, f"{GLOBAL}/{CONSUMERS_TENANT}/v2.0", {})
+    assert not oauth.issued_by(orgs, f"{GLOBAL}/{CONSUMERS_TENANT}/v2.0", {})
+    for forged in (
+        f"{GLOBAL}/not-a-guid/v2.0",
+        f"{GLOBAL}/{CONTOSO.id}/x/v2.0",
+        f"https://evil.example/{CONTOSO.id}/v2.0",
+        f"{GLOBAL}/{{tenantid}}/v2.0/extra",
+    ):
+        assert not oauth.issued_by(common, forged, {}), forged
     assert oauth.issued_by(contoso, f"{GLOBAL}/{CONTOSO.id}/v2.0", {})
     assert not oauth.issued_by(contoso, f"{GLOBAL}/{FABRIKAM.id}/v2.0", {})
 

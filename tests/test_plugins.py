@@ -129,7 +129,10 @@ def test_load_plugins_variable_restricts_third_party_plugins(
     env = {**outside, "LOOPAUTH_LOAD_PLUGINS": "something-else"}
     out = cli("--config", str(cfg), "token", env=env)
     assert out.returncode == 2
-    assert "unknown plugin 'acme'" in out.stderr and "installed: github, google, microsoft, oauth2, tiktok_shop\n" in out.stderr
+    assert (
+        "unknown plugin 'acme'" in out.stderr
+        and "installed: github, google, microsoft, oauth2, tiktok_shop\n" in out.stderr
+    )
     env["LOOPAUTH_LOAD_PLUGINS"] = "acme"
     listing = json.loads(cli("--config", str(cfg), "providers", "--json", env=env).stdout)
     assert "acme" in listing["provider_types"]

@@ -136,6 +136,11 @@ def test_a_tiktok_creator_who_unticks_a_scope_is_warned_or_refused(
     [
         ("read:user user:email", "read:user,user:email"),  # GitHub separates with commas
         ("read:user user:email", "user:email read:user"),  # any order
+        (
+            "openid email profile",  # Google as a plain oauth2 provider: short scopes as URLs
+            "openid https://www.googleapis.com/auth/userinfo.email "
+            "https://www.googleapis.com/auth/userinfo.profile",
+        ),
     ],
 )
 def test_how_real_providers_write_granted_scopes_is_understood(

@@ -63,7 +63,10 @@ def render(ptype: ProviderType, name: str, values: dict[str, Any], indent: int =
     for key, value in values.items():
         setting = settings[key]
         if setting.help:
-            note = f"{setting.help}; from the environment" if setting.secret else setting.help
+            note = setting.help
+            if setting.secret:
+                optional = isinstance(value, str) and value.endswith(":-}")
+                note += "; from the environment" + (" (may stay unset)" if optional else "")
             lines.append(f"{inner}# {note}")
         lines.append(f"{inner}{key}: {_scalar(value)}")
     return "\n".join(lines) + "\n"
@@ -94,6 +97,26 @@ def _values(ptype: ProviderType, name: str, ask: bool) -> dict[str, Any]:
         if value is not None:
             values[key] = value
     return values
+
+
+def _optional_secrets(ptype: ProviderType, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Write a secret the provider can do without as `${VAR:-}`: unset, it is simply absent.
+
+    (A GitHub provider without its secret still logs in with `--device`; a required secret's
+    `${VAR}` makes the provider "not ready" until it is set.) Asked of the type's own checks.
+    """
+    from .. import config
+
+    settings = ptype.all_settings()
+    out = dict(values)
+    for key, value in values.items():
+        if not settings[key].secret or value != f"${{{variable(name, key)}}}":
+            continue
+        without = {k: v for k, v in out.items() if k != key}
+        loaded = config.parse("providers:\n" + render(ptype, name, without), "init")
+        if name not in loaded.errors or name in loaded.incomplete():
+            out[key] = f"${{{variable(name, key)}:-}}"
+    return out
 
 
 def _insert(text: str, name: str, ptype: ProviderType, values: dict[str, Any], path: str) -> str:
@@ -141,6 +164,39 @@ def _insert(text: str, name: str, ptype: ProviderType, values: dict[str, Any], p
     return "".join(lines) + "providers:\n" + render(ptype, name, values)
 
 
+def _write_target(path: str) -> str:
+    """Return the file to write: a symlinked providers.yaml (a dotfiles checkout) is written
+    where it points, if that file is the user's own; a link to another's file is refused."""
+    real = os.path.realpath(path)
+    if real == path or not os.path.islink(path):
+        return path
+    if hasattr(os, "getuid") and os.stat(real).st_uid != os.getuid():
+        raise UsageError(f"{path} links to {real}, which belongs to another user; not writing it")
+    return real
+
+
+def _check_others_unchanged(old: str, new: str, name: str, path: str, block: str) -> None:
+    """Refuse a result in which another provider came or went, or broke (an odd layout)."""
+    from .. import config
+
+    after = config.parse(new, path)
+    try:
+        before = config.parse(old, path)
+    except ConfigError:  # a new file, or one with no provider yet: nothing else to keep
+        names, broken = set(), set()
+    else:
+        names, broken = set(before.names()), set(before.errors)
+    if set(after.names()) != names | {name} or any(
+        other not in broken and other in after.errors and other not in after.incomplete()
+        for other in names
+    ):
+        raise ConfigError(
+            f"adding the entry would change other providers (an unusual YAML layout); add it "
+            f"by hand:\n{block}",
+            file=path,
+        )
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Add a provider entry to providers.yaml (or print it with --print)."""
     from .. import config, paths, plugin_manager, private, trust
@@ -149,7 +205,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     type_name = args.type
     if type_name is None:
         listing = "\n".join(f"  {t.name:12} {t.description}" for t in types.values())
-        raise UsageError(f"name a provider type: loopauth init TYPE; installed:\n{listing}")
+        if args.yes or not sys.stdin.isatty():
+            raise UsageError(f"name a provider type: loopauth init TYPE; installed:\n{listing}")
+        print(f"provider types:\n{listing}", file=sys.stderr)
+        type_name = _ask("provider type", "oauth2") or "oauth2"
     if type_name not in types:
         raise UsageError(
             f"no provider type named {type_name!r}; installed: {', '.join(sorted(types))}"
@@ -159,11 +218,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not _NAME_RE.fullmatch(name):
         raise UsageError(f"--name {name!r}: use letters, digits, '-', '_' or '.'")
     if args.print:
-        sys.stdout.write(render(ptype, name, _values(ptype, name, ask=False)))
+        values = _optional_secrets(ptype, name, _values(ptype, name, ask=False))
+        sys.stdout.write(render(ptype, name, values))
         return 0
+    if args.config and os.path.isdir(args.config):
+        raise UsageError(f"--config {args.config}: is a folder; name the providers.yaml file")
     found = paths.find_config(args.config)
     if found is not None:
         path, origin = found
+        if origin != paths.CURRENT_FOLDER:  # approval is of the folder's file as it is
+            path = _write_target(path)
         data = config.read_file(path)
         try:
             text = data.decode("utf-8-sig")
@@ -184,17 +248,21 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"{path} is in the current folder and not approved; check it and run "
             "`loopauth trust` first, or pass --config FILE"
         )
+    newline = "\r\n" if "\r\n" in text else "\n"
+    text = text.replace("\r\n", "\n")
     probe = _insert(text, name, ptype, {k: "" for k in ptype.init_settings}, path)
     del probe  # fails early (name taken, odd layout) before any question is asked
-    values = _values(ptype, name, ask=not args.yes)
+    values = _optional_secrets(ptype, name, _values(ptype, name, ask=not args.yes))
     new = _insert(text, name, ptype, values, path)
     loaded = config.parse(new, path)
     if name in loaded.errors and name not in loaded.incomplete():
         raise loaded.errors[name]  # a bad answer: nothing was written
+    _check_others_unchanged(text, new, name, path, render(ptype, name, values))
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         private.make_dirs(folder)
-    payload = new.encode("utf-8")
+    bom = "\ufeff" if data.startswith(b"\xef\xbb\xbf") else ""  # kept as the file had it
+    payload = (bom + new.replace("\n", newline)).encode("utf-8")
     private.write(path, payload)
     if was_trusted:  # the user approved the file; this entry is loopauth's own addition
         trust.approve(path, payload)

@@ -109,8 +109,10 @@ def web_origin(host: str) -> str | None:
         text = f"https://{text}"
     try:
         parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
+        port = parts.port  # raises ValueError for a bad port
     except ValueError:
+        return None
+    if port == 0:  # a real server listens on a real port
         return None
     if (
         parts.path not in ("", "/")

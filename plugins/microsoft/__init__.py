@@ -24,11 +24,11 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import loopauth
 from loopauth.plugins.oauth2 import RESERVED_AUTH_PARAMS, RESERVED_TOKEN_PARAMS
-from loopauth.provider import Provider, ProviderType, Setting
+from loopauth.provider import Provider, ProviderType, Setting, TokenRequest
 
 if TYPE_CHECKING:
     from loopauth.token import Token
@@ -209,12 +209,39 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _as_registered(provider: Provider, redirect_uri: str | None) -> str | None:
+    """Return the redirect URI without the listener's `/` when the setting has no path.
+
+    `http://localhost` is what Microsoft says to register and what MSAL sends (with the port):
+    without a path, as registered. The browser's request still arrives at `/`.
+    """
+    configured = str(provider.settings.get("redirect_uri") or "")
+    if redirect_uri and not urlsplit(configured).path:
+        parts = urlsplit(redirect_uri)
+        if parts.path == "/":
+            return urlunsplit(parts._replace(path=""))
+    return redirect_uri
+
+
 def _authorization_params(provider: Provider, params: dict[str, str]) -> dict[str, str]:
-    """Keep the reserved scopes in a login whose scopes `login --scope` replaced."""
+    """Keep the reserved scopes in a login whose scopes `login --scope` replaced; send the
+    redirect URI as registered."""
     if "scope" in params:
         asked = params["scope"].split()
         params["scope"] = " ".join(asked + [s for s in RESERVED_SCOPES if s not in asked])
+    if "redirect_uri" in params:
+        params["redirect_uri"] = _as_registered(provider, params["redirect_uri"]) or ""
     return params
+
+
+def _token_request(
+    provider: Provider, request: TokenRequest, callback: Mapping[str, str]
+) -> TokenRequest:
+    """The code exchange names the redirect URI exactly as the authorization request did."""
+    if "redirect_uri" in request.params:
+        uri = _as_registered(provider, request.params["redirect_uri"])
+        request.params["redirect_uri"] = uri or ""
+    return request
 
 
 def _metadata(provider: Provider) -> Mapping[str, Any]:
@@ -245,17 +272,32 @@ def _expected_tid(tenant: str) -> str | None:
     return tenant if is_guid(tenant) else None
 
 
+def _template_tid(issuer: str, iss: str) -> str | None:
+    """Return the GUID `iss` puts where the issuer has `{tenantid}`, or None if it is no fill."""
+    if TENANT_TEMPLATE not in issuer:
+        return None
+    head, _, tail = issuer.partition(TENANT_TEMPLATE)
+    if not (iss.startswith(head) and iss.endswith(tail)) or len(iss) <= len(head) + len(tail):
+        return None
+    tid = iss[len(head) : len(iss) - len(tail)]
+    return tid if is_guid(tid) else None
+
+
 def _issuer_matches(provider: Provider, iss: str, claims: Mapping[str, Any]) -> bool:
-    """An id_token's iss is the issuer with its `tid` put in for `{tenantid}`; the tenant
-    setting decides which tids count. A redirect's iss must equal the issuer itself."""
+    """An id_token's iss is the issuer with its `tid` put in for `{tenantid}` (a redirect's,
+    with a GUID put in); the tenant setting decides which tids count."""
     issuer = str(provider.get("issuer") or "")
     if not issuer:
         return False
     if not claims:
-        # Entra sends no iss in redirects (no RFC 9207 in its metadata); one that comes is
-        # compared as it is: without a tid there is nothing to fill a template with.
-        return _same(iss, issuer)
-    tid = claims.get("tid")
+        # Entra sends no iss in redirects (no RFC 9207 in its metadata). Should it start to, as
+        # Google did unannounced, the template takes any tenant's GUID: the host and form
+        # still tell a mix-up, and the tenant rules below still apply.
+        tid = _template_tid(issuer, iss)
+        if tid is None:
+            return _same(iss, issuer)
+    else:
+        tid = claims.get("tid")
     if TENANT_TEMPLATE in issuer:
         # access-tokens#validate-the-issuer: replace {tenantid} with the token's tenant, then
         # compare exactly; the tid must be a GUID (no path tricks in what is put in).
@@ -334,6 +376,7 @@ MICROSOFT = ProviderType(
     derive=_derive,
     validate=_validate,
     authorization_params=_authorization_params,
+    token_request=_token_request,
     metadata=_metadata,
     issuer_matches=_issuer_matches,
     scope_granted=_scope_granted,
