@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .. import __version__
 from ..command import Command
 from ..errors import UsageError
-from . import api_cmd, commands, completion, init_cmd
+from . import api_cmd, commands, completion
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,6 +35,13 @@ BUILTIN = frozenset(
         "init",
     }
 )
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Run `loopauth init` (its module loads only for it: `--help` stays light)."""
+    from .init_cmd import cmd_init
+
+    return cmd_init(args)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -359,7 +366,7 @@ def build_parser(plugin_commands: dict[str, Command] | None = None) -> argparse.
     p.add_argument(
         "--print", action="store_true", help="print the entry (with defaults), write nothing"
     )
-    p.set_defaults(func=init_cmd.cmd_init)
+    p.set_defaults(func=_init)
 
     p = add(
         "emulator",
