@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from .emulator import BrowseResult, EmulatorServer, OAuthEmulator
 
 __all__ = [
+    "DeviceLogin",
     "Login",
     "cli",
+    "device_login",
     "free_port",
     "login",
     "loopauth_home",
@@ -119,6 +121,76 @@ def login(
     if worker is not None:
         worker.join(timeout)
     return Login(proc.returncode, stdout, "".join(lines), url, result.get("page"), lines)
+
+
+class DeviceLogin:
+    """`loopauth ARGS` (a `login --device`) in a subprocess, its stderr read as it comes.
+
+    `shown()` waits for the address and the code the user is told to enter; the test then
+    plays the user on the emulator's page, and `finish()` returns how the login ended.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "loopauth", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._code = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if line.startswith("and enter the code: "):
+                self._code.set()
+        self._code.set()  # ended without a code: shown() says so
+
+    def shown(self, timeout: float = 20) -> tuple[str, str]:
+        """Return the verification address and the user code the CLI showed."""
+        import re
+
+        assert self._code.wait(timeout), "".join(self.lines)
+        text = "".join(self.lines)
+        found = re.search(r"^(http\S+)\nand enter the code: (\S+)$", text, re.M)
+        assert found is not None, text
+        return found.group(1), found.group(2)
+
+    def finish(self, timeout: float = 30) -> tuple[int, str]:
+        """Wait for the login to end; return its exit code and everything it said."""
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code, "".join(self.lines)
+
+    def close(self) -> None:
+        """Kill the login if it still runs, and close its pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._reader.join(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.fixture
+def device_login() -> Iterator[Callable[..., DeviceLogin]]:
+    """Start `loopauth ARGS` device logins (`DeviceLogin`); any still running is killed."""
+    running: list[DeviceLogin] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> DeviceLogin:
+        running.append(DeviceLogin(*args, env=env))
+        return running[-1]
+
+    yield start
+    for run in running:
+        run.close()
 
 
 def require_program(path: str, why: str) -> str:

@@ -12,6 +12,18 @@ RESERVED_AUTH_PARAMS = ("state", "code_challenge", "code_challenge_method", "red
 RESERVED_TOKEN_PARAMS = ("grant_type", "code", "code_verifier", "redirect_uri", "refresh_token")
 
 
+def reserved_params_problem(settings: Mapping[str, Any]) -> str | None:
+    """Return the problem of an auth_params / token_params entry loopauth sets itself."""
+    for setting, reserved in (
+        ("auth_params", RESERVED_AUTH_PARAMS),
+        ("token_params", RESERVED_TOKEN_PARAMS),
+    ):
+        for key in reserved:
+            if key in (settings.get(setting) or {}):
+                return f"{setting}: must not set {key!r}; loopauth sets it itself"
+    return None
+
+
 def _validate(settings: Mapping[str, Any]) -> str | None:
     if not settings.get("client_id"):
         return "client_id: is required"
@@ -27,13 +39,8 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
             )
     if settings.get("supports_iss") and not settings.get("issuer"):
         return "supports_iss: needs `issuer`, the value the redirect's iss is compared with"
-    for setting, reserved in (
-        ("auth_params", RESERVED_AUTH_PARAMS),
-        ("token_params", RESERVED_TOKEN_PARAMS),
-    ):
-        for key in reserved:
-            if key in (settings.get(setting) or {}):
-                return f"{setting}: must not set {key!r}; loopauth sets it itself"
+    if (problem := reserved_params_problem(settings)) is not None:
+        return problem
     if settings.get("token_endpoint_auth_method", "none") not in (
         "none",
         None,

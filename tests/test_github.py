@@ -6,15 +6,13 @@ import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from loopauth.plugins.github.emulator import (
     REFRESH_EXPIRES_IN,
     GitHubEmulator,
 )
-from loopauth.testing import cli, login, write_config
+from loopauth.testing import DeviceLogin, cli, login, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = json.loads((ROOT / "tests" / "data" / "github-oauth-metadata.json").read_text())
@@ -430,65 +428,12 @@ def test_logout_removes_the_token_locally_and_says_how_to_revoke_it(
 # -- the device flow -------------------------------------------------------------------------
 
 
-class DeviceLogin:
-    """`loopauth login github --device` in a subprocess; stderr read as it comes."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loopauth", "login", "github", "--device"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.shown = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if line.startswith("and enter the code: "):
-                self.shown.set()
-        self.shown.set()
-
-    def code(self) -> tuple[str, str]:
-        """Return the verification URI and the user code it showed."""
-        assert self.shown.wait(20), "".join(self.lines)
-        text = "".join(self.lines)
-        found = re.search(r"^(http\S+)\nand enter the code: (\S+)$", text, re.M)
-        assert found is not None, text
-        return found.group(1), found.group(2)
-
-    def finish(self) -> tuple[int, str]:
-        code = self.proc.wait(30)
-        self.reader.join(5)
-        return code, "".join(self.lines)
-
-
-@pytest.fixture
-def device_login() -> Iterator[Callable[[], DeviceLogin]]:
-    running: list[DeviceLogin] = []
-
-    def start() -> DeviceLogin:
-        running.append(DeviceLogin())
-        return running[-1]
-
-    yield start
-    for run in running:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(5)
-
-
 def test_device_login_without_secret_honours_slow_down_and_refreshes(
-    github: Setup, device_login: Callable[[], DeviceLogin], isolated: Path
+    github: Setup, device_login: Callable[..., DeviceLogin], isolated: Path
 ) -> None:
     emulator, _ = github(secret=False, expiring_tokens=True, slow_down_polls=1)
-    run = device_login()
-    uri, user_code = run.code()
+    run = device_login("login", "github", "--device")
+    uri, user_code = run.shown()
     assert uri == f"{emulator.url}/login/device"
     assert re.fullmatch(r"[A-Z]{4}-[A-Z]{4}", user_code)
     page = browse(f"{uri}?user_code={user_code}", account="7654321")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -33,7 +32,7 @@ from loopauth.plugins.google.emulator import (
     GoogleEmulator,
 )
 from loopauth.store import TokenStore
-from loopauth.testing import cli, login, write_config
+from loopauth.testing import DeviceLogin, cli, login, write_config
 from loopauth.token import Token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -439,66 +438,6 @@ def test_the_scope_warning_knows_googles_names_but_not_a_withheld_scope(
 # -- device flow -----------------------------------------------------------------------------
 
 
-class DeviceLogin:
-    """`loopauth login PROVIDER --device` in a subprocess, its stderr read as it comes."""
-
-    def __init__(self, cfg: Path, provider: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loopauth", "--config", str(cfg), "login", provider, "--device"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **ENV},
-        )
-        self.lines: list[str] = []
-        self.code = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if "and enter the code:" in line:
-                self.code.set()
-        self.code.set()
-
-    def shown(self) -> tuple[str, str]:
-        """Return the verification address and the user code shown."""
-        assert self.code.wait(20), "".join(self.lines)
-        found = re.search(r"^(http\S+)\nand enter the code: (\S+)$", "".join(self.lines), re.M)
-        assert found is not None, "".join(self.lines)
-        return found.group(1), found.group(2)
-
-    def finish(self) -> tuple[int, str]:
-        code = self.proc.wait(30)
-        self.reader.join(5)
-        return code, "".join(self.lines)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.reader.join(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-@pytest.fixture
-def device_login() -> Iterator[Callable[[Path, str], DeviceLogin]]:
-    running: list[DeviceLogin] = []
-
-    def start(cfg: Path, provider: str) -> DeviceLogin:
-        running.append(DeviceLogin(cfg, provider))
-        return running[-1]
-
-    yield start
-    for run_ in running:
-        run_.close()
-
-
 def wait_for(condition: Callable[[], object]) -> None:
     deadline = time.monotonic() + 10
     while not condition():
@@ -509,11 +448,11 @@ def wait_for(condition: Callable[[], object]) -> None:
 def test_device_login_with_verification_url_and_428_while_pending(
     tmp_path: Path,
     start_google: Callable[..., GoogleEmulator],
-    device_login: Callable[[Path, str], DeviceLogin],
+    device_login: Callable[..., DeviceLogin],
 ) -> None:
     google = start_google(device_interval=1, device_id_token=False)
     cfg = google_config(tmp_path, google)
-    run_ = device_login(cfg, "google-tv")
+    run_ = device_login("--config", str(cfg), "login", "google-tv", "--device", env=ENV)
     address, user_code = run_.shown()
     assert address == f"{google.url}/device"
     wait_for(lambda: google.device_polls)  # at least one 428 authorization_pending first
@@ -533,9 +472,11 @@ def test_device_login_with_verification_url_and_428_while_pending(
 
 
 def test_device_login_denied_with_403_exits_3(
-    tmp_path: Path, google: GoogleEmulator, device_login: Callable[[Path, str], DeviceLogin]
+    tmp_path: Path, google: GoogleEmulator, device_login: Callable[..., DeviceLogin]
 ) -> None:
-    run_ = device_login(google_config(tmp_path, google), "google-tv")
+    run_ = device_login(
+        "--config", str(google_config(tmp_path, google)), "login", "google-tv", "--device", env=ENV
+    )
     address, user_code = run_.shown()
     post(address, {"user_code": user_code, "decision": "deny"})
     code, err = run_.finish()

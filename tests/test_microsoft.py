@@ -39,7 +39,7 @@ from loopauth.plugins.microsoft.emulator import (
     default_users,
 )
 from loopauth.provider import Provider
-from loopauth.testing import cli, free_port
+from loopauth.testing import DeviceLogin, cli, free_port
 from loopauth.token import Token
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -524,81 +524,17 @@ def test_a_web_app_sends_its_secret_in_the_form(entra: Start, tmp_path: Path) ->
 # -- device logins ------------------------------------------------------------------------------
 
 
-class DeviceRun:
-    """`loopauth login NAME --device` in a subprocess; stderr read as it comes."""
-
-    def __init__(self, cfg: Path, name: str, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "loopauth",
-                "--config",
-                str(cfg),
-                "login",
-                name,
-                "--device",
-                *list(extra),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.shown = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if line.startswith("and enter the code: "):
-                self.shown.set()
-        self.shown.set()
-
-    def code(self) -> tuple[str, str]:
-        """Return the verification URI and the user code the CLI showed."""
-        assert self.shown.wait(20), "".join(self.lines)
-        text = "".join(self.lines)
-        found = re.search(r"^(http\S+)\nand enter the code: (\S+)$", text, re.M)
-        assert found is not None, text
-        return found.group(1), found.group(2)
-
-    def finish(self) -> tuple[int, str]:
-        code = self.proc.wait(30)
-        self.reader.join(5)
-        return code, "".join(self.lines)
-
-
-@pytest.fixture
-def device_runs() -> Iterator[Callable[..., DeviceRun]]:
-    runs: list[DeviceRun] = []
-
-    def start(cfg: Path, name: str, *extra: str) -> DeviceRun:
-        run = DeviceRun(cfg, name, *extra)
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(5)
-
-
 def test_device_login_and_authorization_declined(
     entra: Start,
     tmp_path: Path,
     isolated: Path,
-    device_runs: Callable[..., DeviceRun],
+    device_login: Callable[..., DeviceLogin],
 ) -> None:
     emulator = entra()
     cfg = config(tmp_path, entry("work", emulator, tenant="organizations"))
     # --scope replaces the scopes for once: offline_access and openid still go along.
-    run = device_runs(cfg, "work", "--scope", "User.Read")
-    uri, user_code = run.code()
+    run = device_login("--config", str(cfg), "login", "work", "--device", "--scope", "User.Read")
+    uri, user_code = run.shown()
     assert uri == f"{emulator.url}/devicelogin"
     # The personal account cannot approve a code asked for through `organizations`.
     status, page = post(uri, {"user_code": user_code, "account": PAT.sub, "decision": "allow"})
@@ -612,8 +548,8 @@ def test_device_login_and_authorization_declined(
     [saved] = stored(isolated)
     assert saved["refresh_token"] and saved["extra"]["id_token_claims"]["tid"] == FABRIKAM.id
 
-    declined = device_runs(cfg, "work")
-    uri, user_code = declined.code()
+    declined = device_login("--config", str(cfg), "login", "work", "--device")
+    uri, user_code = declined.shown()
     status, _ = post(uri, {"user_code": user_code, "decision": "deny"})
     assert status == 200
     code, err = declined.finish()

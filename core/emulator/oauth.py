@@ -129,6 +129,7 @@ class OAuthEmulator(EmulatorServer):
         device_code_lifetime: int = 600,
         slow_down_polls: int = 0,
         withheld_scopes: frozenset[str] = frozenset(),
+        reissue_refresh_tokens: bool = False,
     ) -> None:
         super().__init__(host, port)
         self.paths = dict(PATHS)
@@ -142,7 +143,10 @@ class OAuthEmulator(EmulatorServer):
         self.users = list(users if users is not None else DEFAULT_USERS)
         self.access_token_lifetime = access_token_lifetime
         self.refresh_token_lifetime = refresh_token_lifetime
-        self.rotate_refresh_tokens = rotate_refresh_tokens
+        self.rotate_refresh_tokens = rotate_refresh_tokens  # a used refresh token is spent
+        # Every refresh answers with a new refresh token, even when the old one stays valid
+        # (Entra's way); rotation implies it.
+        self.reissue_refresh_tokens = reissue_refresh_tokens
         self.send_iss = send_iss
         self.issue_refresh_tokens = issue_refresh_tokens
         self.code_lifetime = code_lifetime
@@ -492,9 +496,8 @@ class OAuthEmulator(EmulatorServer):
                 return _token_error("invalid_grant", "refresh token is unknown, expired or used")
             if self.rotate_refresh_tokens:
                 del self._refresh[token]
-            body = self._issue(
-                client.client_id, grant.user, grant.scope, grant.origin, self.rotate_refresh_tokens
-            )
+            again = self.rotate_refresh_tokens or self.reissue_refresh_tokens
+            body = self._issue(client.client_id, grant.user, grant.scope, grant.origin, again)
         return Response(200, body, dict(_NO_STORE))
 
     def _issue(

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import loopauth
 from loopauth.errors import ConfigError, ProviderError, UsageError
-from loopauth.plugins.oauth2 import RESERVED_AUTH_PARAMS, RESERVED_TOKEN_PARAMS
+from loopauth.plugins.oauth2 import reserved_params_problem
 from loopauth.provider import Account, Provider, ProviderType, Setting
 from loopauth.urls import check_url, safe_url
 
@@ -165,13 +165,8 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
         )
     if settings.get("supports_iss") and not settings.get("issuer"):
         return "supports_iss: GitHub sends no iss in the redirect; leave it unset"
-    for setting, reserved in (
-        ("auth_params", RESERVED_AUTH_PARAMS),
-        ("token_params", RESERVED_TOKEN_PARAMS),
-    ):
-        for key in reserved:
-            if key in (settings.get(setting) or {}):
-                return f"{setting}: must not set {key!r}; loopauth sets it itself"
+    if (problem := reserved_params_problem(settings)) is not None:
+        return problem
     method = settings.get("token_endpoint_auth_method")
     if method not in (None, "none") and not settings.get("client_secret"):
         return f"client_secret: is required by token_endpoint_auth_method {method}"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import loopauth
 from loopauth.errors import AccessDenied
-from loopauth.plugins.oauth2 import RESERVED_AUTH_PARAMS, RESERVED_TOKEN_PARAMS
+from loopauth.plugins.oauth2 import reserved_params_problem
 from loopauth.provider import Account, Provider, ProviderType, Setting
 
 if TYPE_CHECKING:
@@ -113,14 +113,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
         settings.get("scope") or []
     ):
         return "auth_params: hd needs `openid` in scope: the domain is checked in the id_token"
-    for setting, reserved in (
-        ("auth_params", RESERVED_AUTH_PARAMS),
-        ("token_params", RESERVED_TOKEN_PARAMS),
-    ):
-        for key in reserved:
-            if key in (settings.get(setting) or {}):
-                return f"{setting}: must not set {key!r}; loopauth sets it itself"
-    return None
+    return reserved_params_problem(settings)
 
 
 def _authorization_params(provider: Provider, params: dict[str, str]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import loopauth
-from loopauth.plugins.oauth2 import RESERVED_AUTH_PARAMS, RESERVED_TOKEN_PARAMS
+from loopauth.plugins.oauth2 import reserved_params_problem
 from loopauth.provider import Provider, ProviderType, Setting, TokenRequest
 
 if TYPE_CHECKING:
@@ -199,14 +199,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
             "token_endpoint_auth_method: none sends no client secret, but client_secret is set: "
             "remove the secret (a public client must not use one) or use client_secret_post"
         )
-    for setting, reserved in (
-        ("auth_params", RESERVED_AUTH_PARAMS),
-        ("token_params", RESERVED_TOKEN_PARAMS),
-    ):
-        for key in reserved:
-            if key in (settings.get(setting) or {}):
-                return f"{setting}: must not set {key!r}; loopauth sets it itself"
-    return None
+    return reserved_params_problem(settings)
 
 
 def _as_registered(provider: Provider, redirect_uri: str | None) -> str | None:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopauth.emulator import EmulatorClient, EmulatorUser, OAuthEmulator, Request, Response, page
-from loopauth.emulator.registry import Code
 
 from . import CONSUMERS_TENANT, GRAPH, TENANT_TEMPLATE
 
@@ -156,6 +155,9 @@ class MicrosoftEmulator(OAuthEmulator):
         # Entra publishes no revocation endpoint and sends no iss in its redirects.
         options.setdefault("revocation", False)
         options.setdefault("send_iss", False)
+        # Every refresh brings a new refresh token; the old one stays valid (Entra's way):
+        # rotate_refresh_tokens=True is the strict variant, where a used one is spent.
+        options.setdefault("reissue_refresh_tokens", True)
         self._context = threading.local()  # the tenant (and scope) of the request at hand
         super().__init__(
             host,
@@ -337,24 +339,6 @@ class MicrosoftEmulator(OAuthEmulator):
             body["scope"] = " ".join(s for s in granted if s != "offline_access")
         body["ext_expires_in"] = body["expires_in"]  # MSAL reads it; live answers carry it
         return body
-
-    def _refresh_for(self, code: Code) -> bool:
-        """Whether the code's exchange brings a refresh token: offline_access decides."""
-        return self.issue_refresh_tokens
-
-    def _grant_refresh(self, client: EmulatorClient, form: dict[str, str]) -> Response:
-        """Every refresh brings a new refresh token; the old one stays valid (as Entra)."""
-        token = form.get("refresh_token")
-        if not token:
-            return _error("invalid_request", "refresh_token is required")
-        with self._lock:
-            grant = self._refresh.get(token)
-            if grant is None or grant.client_id != client.client_id or grant.expired():
-                return _error("invalid_grant", "refresh token is unknown, expired or revoked")
-            if self.rotate_refresh_tokens:  # the strict variant: a used one is spent
-                del self._refresh[token]
-            body = self._issue(client.client_id, grant.user, grant.scope, grant.origin, True)
-        return Response(200, body, dict(_NO_STORE))
 
     def _id_token_claims(
         self, client_id: str, user: EmulatorUser, nonce: str | None
