@@ -34,6 +34,7 @@ __all__ = [
     "login",
     "loopauth_home",
     "oauth_emulator",
+    "post_form",
     "require_program",
     "start_emulator",
     "write_config",
@@ -191,6 +192,36 @@ def device_login() -> Iterator[Callable[..., DeviceLogin]]:
     yield start
     for run in running:
         run.close()
+
+
+def post_form(
+    url: str, form: dict[str, str], *, basic: tuple[str, str] | None = None
+) -> tuple[int, Any]:
+    """POST a form to a local server, as a browser or a client would (no proxy from the
+    environment); return the status and the JSON answer, or its text."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"post_form posts to http(s) servers, not {url!r}")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if basic is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(basic).encode()).decode()
+    data = urllib.parse.urlencode(form).encode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data, headers)  # noqa: S310 - http(s) checked above
+    try:
+        with opener.open(request, timeout=10) as resp:
+            status, body = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read().decode()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
 
 
 def require_program(path: str, why: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import itertools
 import json
@@ -33,6 +32,7 @@ from loopauth.errors import FlowCancelled, FlowTimeout, ProviderError
 from loopauth.flow import State
 from loopauth.store import TokenStore
 from loopauth.testing import cli, write_config
+from loopauth.testing import post_form as post
 
 Setup = Callable[..., tuple[OAuthEmulator, Path]]
 
@@ -144,24 +144,6 @@ def device_login() -> Iterator[Callable[..., DeviceLogin]]:
     yield start
     for run in running:
         run.kill()
-
-
-def post(url: str, form: dict[str, str], *, basic: tuple[str, str] | None = None) -> Any:
-    """POST a form; return (status, JSON or text)."""
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if basic is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(":".join(basic).encode()).decode()
-    data = urllib.parse.urlencode(form).encode()
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            status, body = resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read().decode()
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body
 
 
 # -- the command line, end to end ------------------------------------------------------------

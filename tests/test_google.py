@@ -33,6 +33,7 @@ from loopauth.plugins.google.emulator import (
 )
 from loopauth.store import TokenStore
 from loopauth.testing import DeviceLogin, cli, login, write_config
+from loopauth.testing import post_form as post
 from loopauth.token import Token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,21 +107,6 @@ def logged_in(cfg: Path) -> Token:
     assert result.returncode == 0, result.stderr
     assert DESKTOP_CLIENT_SECRET not in result.stderr + result.stdout
     return stored()
-
-
-def post(url: str, form: dict[str, str]) -> tuple[int, Any]:
-    """POST a form straight to the emulator; return the status and the JSON (or text) answer."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    data = urllib.parse.urlencode(form).encode()
-    try:
-        with opener.open(url, data, timeout=5) as resp:
-            status, body = resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read().decode()
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body
 
 
 class ConnectionCounter:

@@ -40,6 +40,7 @@ from loopauth.plugins.microsoft.emulator import (
 )
 from loopauth.provider import Provider
 from loopauth.testing import DeviceLogin, cli, free_port
+from loopauth.testing import post_form as post
 from loopauth.token import Token
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -145,22 +146,6 @@ def sign_in(
 
 def stored(home: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((home / "tokens").rglob("*.json"))]
-
-
-def post(url: str, form: dict[str, str]) -> tuple[int, Any]:
-    """POST a form; return (status, JSON or text)."""
-    data = urllib.parse.urlencode(form).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            status, body = resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read().decode()
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body
 
 
 def get(url: str) -> tuple[int, str]:
