@@ -354,9 +354,16 @@ def test_type_init_settings(
         "    tenant: common",
         "    # client identifier registered with the provider",
         "    client_id: ${MINE_CLIENT_ID}",
-        "    # client secret; absent for a public client; from the environment",
-        "    client_secret: ${MINE_CLIENT_SECRET}",
+        # The type does without a secret: unset, the variable leaves it out.
+        "    # client secret; absent for a public client; from the environment (may stay unset)",
+        "    client_secret: ${MINE_CLIENT_SECRET:-}",
     ]
+    types["mine"] = dataclasses.replace(
+        types["mine"],
+        validate=lambda s: None if s.get("client_secret") else "client_secret: is required",
+    )
+    code, out, _ = _run(capsys, "init", "mine", "--print")
+    assert code == 0 and "    client_secret: ${MINE_CLIENT_SECRET}\n" in out
 
 
 def test_type_init_help(types: dict[str, ProviderType], capsys: pytest.CaptureFixture[str]) -> None:
