@@ -415,9 +415,8 @@ class OAuthEmulator(EmulatorServer):
             return _token_error("invalid_request", "body must be application/x-www-form-urlencoded")
         return None
 
-    def _authenticate(
-        self, req: Request, basic: tuple[str, str] | None
-    ) -> EmulatorClient | Response:
+    def _identify(self, req: Request, basic: tuple[str, str] | None) -> EmulatorClient | Response:
+        """Return the client a request names (one authentication method at most), or an error."""
         form = req.form
         if basic is not None and "client_secret" in form:
             # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
@@ -425,8 +424,16 @@ class OAuthEmulator(EmulatorServer):
         if basic is not None and form.get("client_id") not in (None, basic[0]):
             return self._invalid_client(True)
         client = self.clients.get(basic[0] if basic is not None else form.get("client_id", ""))
-        if client is None:
-            return self._invalid_client(basic is not None)
+        return self._invalid_client(basic is not None) if client is None else client
+
+    def _authenticate(
+        self, req: Request, basic: tuple[str, str] | None
+    ) -> EmulatorClient | Response:
+        """Return the client, authenticated by its registered method, or an error answer."""
+        client = self._identify(req, basic)
+        if isinstance(client, Response):
+            return client
+        form = req.form
         if client.auth_method == "client_secret_basic":
             ok = basic is not None and _same(basic[1], client.client_secret)
         elif client.auth_method == "client_secret_post":

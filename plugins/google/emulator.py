@@ -221,16 +221,10 @@ class GoogleEmulator(OAuthEmulator):
         self, req: Request, basic: tuple[str, str] | None
     ) -> EmulatorClient | Response:
         """Google: a client secret, in the body or with HTTP Basic; /device/code needs none."""
-        form = req.form
-        if basic is not None and "client_secret" in form:
-            # RFC 6749 §2.3: one method at a time (what Google answers here is not documented).
-            return _error("invalid_request", "more than one client authentication method")
-        if basic is not None and form.get("client_id") not in (None, basic[0]):
-            return self._invalid_client(True)
-        client = self.clients.get(basic[0] if basic is not None else form.get("client_id", ""))
-        if client is None:
-            return self._invalid_client(basic is not None)
-        secret = basic[1] if basic is not None else form.get("client_secret")
+        client = self._identify(req, basic)  # one method at a time, as RFC 6749 §2.3 says
+        if isinstance(client, Response):
+            return client
+        secret = basic[1] if basic is not None else req.form.get("client_secret")
         if secret is None:
             if req.path == self.paths["device_authorization"]:
                 return client  # Google lists client_id and scope only
