@@ -149,8 +149,8 @@ def ensure_fresh(
                 f"the refresh token for {provider.name} ({who}) was rejected by the provider "
                 f"({token.dead}); {relogin}"
             )
-        if token.expires_at is None and not token.refresh_token:
-            return token  # never expires (a classic GitHub token): nothing to refresh, ever
+        if token.lasts:
+            return token
         if not token.can_refresh():
             raise NoTokenError(
                 f"the token for {provider.name} ({who}) has expired and there is no usable "

@@ -102,6 +102,12 @@ class Token:
             leeway = min(leeway, lifetime / 2)
         return left > leeway
 
+    @property
+    def lasts(self) -> bool:
+        """Return True for a token that never expires and has no refresh token (a classic
+        GitHub one): there is nothing to refresh, ever."""
+        return self.expires_at is None and not self.refresh_token
+
     def can_refresh(self, now: float | None = None) -> bool:
         """Return True when a refresh token is stored and not known to be expired."""
         if not self.refresh_token or self.dead:

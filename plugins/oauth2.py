@@ -12,8 +12,9 @@ RESERVED_AUTH_PARAMS = ("state", "code_challenge", "code_challenge_method", "red
 RESERVED_TOKEN_PARAMS = ("grant_type", "code", "code_verifier", "redirect_uri", "refresh_token")
 
 
-def reserved_params_problem(settings: Mapping[str, Any]) -> str | None:
-    """Return the problem of an auth_params / token_params entry loopauth sets itself."""
+def client_settings_problem(settings: Mapping[str, Any]) -> str | None:
+    """Return what any provider type checks alike: auth_params / token_params entries that
+    loopauth sets itself, and a client authentication that needs a missing secret."""
     for setting, reserved in (
         ("auth_params", RESERVED_AUTH_PARAMS),
         ("token_params", RESERVED_TOKEN_PARAMS),
@@ -21,6 +22,9 @@ def reserved_params_problem(settings: Mapping[str, Any]) -> str | None:
         for key in reserved:
             if key in (settings.get(setting) or {}):
                 return f"{setting}: must not set {key!r}; loopauth sets it itself"
+    method = settings.get("token_endpoint_auth_method")
+    if method not in (None, "none") and not settings.get("client_secret"):
+        return f"client_secret: is required by token_endpoint_auth_method {method}"
     return None
 
 
@@ -39,16 +43,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
             )
     if settings.get("supports_iss") and not settings.get("issuer"):
         return "supports_iss: needs `issuer`, the value the redirect's iss is compared with"
-    if (problem := reserved_params_problem(settings)) is not None:
-        return problem
-    if settings.get("token_endpoint_auth_method", "none") not in (
-        "none",
-        None,
-    ) and not settings.get("client_secret"):
-        return "client_secret: is required by token_endpoint_auth_method " + str(
-            settings.get("token_endpoint_auth_method")
-        )
-    return None
+    return client_settings_problem(settings)
 
 
 OAUTH2 = ProviderType(

@@ -283,7 +283,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     token = ensure_fresh(provider, args.account, _store_of(provider), force=True)
     if args.output:
         write_output(args.output, token.raw)
-    if token.expires_at is None and not token.refresh_token:
+    if token.lasts:
         print(
             f"{provider.name} ({token.account_label or token.account}): the token does not "
             "expire and came without a refresh token; nothing to refresh",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..provider import ProviderType, Setting
 
 HEADER = (
@@ -32,6 +33,12 @@ def variable(provider: str, key: str) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", f"{provider}_{key}".upper()).strip("_")
 
 
+def _reference(name: str, key: str, *, optional: bool = False) -> str:
+    """Return the `${VAR}` (or, for a secret the provider can do without, `${VAR:-}`) written
+    for a setting."""
+    return f"${{{variable(name, key)}{':-' if optional else ''}}}"
+
+
 def _scalar(value: Any) -> str:
     """Return `value` as YAML (quoted where YAML needs it), on one line."""
     import yaml
@@ -45,10 +52,10 @@ def _scalar(value: Any) -> str:
 def _answer_default(name: str, key: str, setting: Setting) -> Any:
     """Return what the entry holds for `key` unless the user says otherwise (None: nothing)."""
     if setting.secret:
-        return f"${{{variable(name, key)}}}"
+        return _reference(name, key)
     if setting.default in (None, ""):
         # Required, with nothing to offer: a reference the user fills in the environment.
-        return f"${{{variable(name, key)}}}" if setting.kind in ("str", "url") else None
+        return _reference(name, key) if setting.kind in ("str", "url") else None
     return None if setting.default in ([], {}) else setting.default
 
 
@@ -110,12 +117,12 @@ def _optional_secrets(ptype: ProviderType, name: str, values: dict[str, Any]) ->
     settings = ptype.all_settings()
     out = dict(values)
     for key, value in values.items():
-        if not settings[key].secret or value != f"${{{variable(name, key)}}}":
+        if not settings[key].secret or value != _reference(name, key):
             continue
         without = {k: v for k, v in out.items() if k != key}
         loaded = config.parse("providers:\n" + render(ptype, name, without), "init")
         if name not in loaded.errors or name in loaded.incomplete():
-            out[key] = f"${{{variable(name, key)}:-}}"
+            out[key] = _reference(name, key, optional=True)
     return out
 
 
@@ -175,11 +182,10 @@ def _write_target(path: str) -> str:
     return real
 
 
-def _check_others_unchanged(old: str, new: str, name: str, path: str, block: str) -> None:
+def _check_others_unchanged(old: str, after: Config, name: str, path: str, block: str) -> None:
     """Refuse a result in which another provider came or went, or broke (an odd layout)."""
     from .. import config
 
-    after = config.parse(new, path)
     try:
         before = config.parse(old, path)
     except ConfigError:  # a new file, or one with no provider yet: nothing else to keep
@@ -250,14 +256,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     newline = "\r\n" if "\r\n" in text else "\n"
     text = text.replace("\r\n", "\n")
-    probe = _insert(text, name, ptype, {k: "" for k in ptype.init_settings}, path)
-    del probe  # fails early (name taken, odd layout) before any question is asked
+    # Fails early (name taken, odd layout), before any question is asked.
+    _insert(text, name, ptype, {k: "" for k in ptype.init_settings}, path)
     values = _optional_secrets(ptype, name, _values(ptype, name, ask=not args.yes))
     new = _insert(text, name, ptype, values, path)
     loaded = config.parse(new, path)
     if name in loaded.errors and name not in loaded.incomplete():
         raise loaded.errors[name]  # a bad answer: nothing was written
-    _check_others_unchanged(text, new, name, path, render(ptype, name, values))
+    _check_others_unchanged(text, loaded, name, path, render(ptype, name, values))
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         private.make_dirs(folder)

@@ -27,12 +27,11 @@ def _accounts(
         for entry in store.entries(name):
             token = entry.token
             # Damaged and dead ones are included: their failure is worth reporting.
-            # A token that never expires and has no refresh token (classic GitHub) never is.
-            forever = token is not None and token.expires_at is None and not token.refresh_token
+            # A token that never expires and has no refresh token never is, even forced.
             due = (
                 token is None
                 or bool(token.dead)
-                or (not forever and (force or not token.is_fresh(leeway)))
+                or (not token.lasts and (force or not token.is_fresh(leeway)))
             )
             yield provider, store, entry.account_id, due
 

@@ -33,7 +33,16 @@ from .registry import (
 )
 from .server import EmulatorServer, Request, Response
 
-__all__ = ["AUTH_METHODS", "DEFAULT_SCOPE", "DEVICE_GRANT", "PATHS", "SCOPES", "OAuthEmulator"]
+__all__ = [
+    "AUTH_METHODS",
+    "DEFAULT_SCOPE",
+    "DEVICE_GRANT",
+    "NO_STORE",
+    "PATHS",
+    "SCOPES",
+    "OAuthEmulator",
+    "token_error",
+]
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 SCOPES = ("openid", "profile", "email", "offline_access")
@@ -52,7 +61,7 @@ _AUTH_PARAMS = (
 _CONSENT_FIELDS = ("decision", "account")  # what the consent form itself adds
 _VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _S256_CHALLENGE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _REALM = 'realm="loopauth-emulator"'
 _TOKEN_KINDS = ("refresh_token", "access_token")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -102,8 +111,9 @@ def _same(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _token_error(error: str, description: str, status: int = 400) -> Response:
-    return Response(status, {"error": error, "error_description": description}, dict(_NO_STORE))
+def token_error(error: str, description: str, status: int = 400) -> Response:
+    """An RFC 6749 §5.2 error answer (never cached)."""
+    return Response(status, {"error": error, "error_description": description}, dict(NO_STORE))
 
 
 class OAuthEmulator(EmulatorServer):
@@ -233,7 +243,7 @@ class OAuthEmulator(EmulatorServer):
         allow, handler = routes[req.path]
         if req.method not in allow.split(", "):
             body = {"error": "invalid_request", "error_description": f"use {allow}"}
-            return Response(405, body, {"Allow": allow, **_NO_STORE})
+            return Response(405, body, {"Allow": allow, **NO_STORE})
         return handler(req)
 
     def _discovery(self, req: Request) -> Response:
@@ -405,14 +415,14 @@ class OAuthEmulator(EmulatorServer):
         if grant_type == DEVICE_GRANT and self.device:
             return self._grant_device(client, form)
         if not grant_type:
-            return _token_error("invalid_request", "grant_type is required")
-        return _token_error("unsupported_grant_type", f"grant_type {grant_type} is not supported")
+            return token_error("invalid_request", "grant_type is required")
+        return token_error("unsupported_grant_type", f"grant_type {grant_type} is not supported")
 
     @staticmethod
     def _form_error(req: Request) -> Response | None:
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/x-www-form-urlencoded":
-            return _token_error("invalid_request", "body must be application/x-www-form-urlencoded")
+            return token_error("invalid_request", "body must be application/x-www-form-urlencoded")
         return None
 
     def _identify(self, req: Request, basic: tuple[str, str] | None) -> EmulatorClient | Response:
@@ -420,7 +430,7 @@ class OAuthEmulator(EmulatorServer):
         form = req.form
         if basic is not None and "client_secret" in form:
             # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
-            return _token_error("invalid_request", "more than one client authentication method")
+            return token_error("invalid_request", "more than one client authentication method")
         if basic is not None and form.get("client_id") not in (None, basic[0]):
             return self._invalid_client(True)
         client = self.clients.get(basic[0] if basic is not None else form.get("client_id", ""))
@@ -448,7 +458,7 @@ class OAuthEmulator(EmulatorServer):
 
     @staticmethod
     def _invalid_client(basic: bool) -> Response:
-        resp = _token_error("invalid_client", "client authentication failed", 401)
+        resp = token_error("invalid_client", "client authentication failed", 401)
         if basic:
             resp.headers["WWW-Authenticate"] = f"Basic {_REALM}"
         return resp
@@ -456,38 +466,38 @@ class OAuthEmulator(EmulatorServer):
     def _grant_code(self, client: EmulatorClient, form: dict[str, str]) -> Response:
         code = form.get("code")
         if not code:
-            return _token_error("invalid_request", "code is required")
+            return token_error("invalid_request", "code is required")
         verifier = form.get("code_verifier")
         with self._lock:
             rec = self._codes.get(code)
             if rec is None:
-                return _token_error("invalid_grant", "unknown authorization code")
+                return token_error("invalid_grant", "unknown authorization code")
             if rec.used:
                 # RFC 6749 §4.1.2: a replayed code suggests theft; revoke what it produced.
                 for table in (self._access, self._refresh):
                     for token in [t for t, g in table.items() if g.origin == code]:
                         del table[token]
-                return _token_error("invalid_grant", "authorization code already used")
+                return token_error("invalid_grant", "authorization code already used")
             rec.used = True  # single use: the first presentation consumes it, good or bad
             if rec.client_id != client.client_id:
-                return _token_error("invalid_grant", "code was issued to another client")
+                return token_error("invalid_grant", "code was issued to another client")
             if time.time() >= rec.expires_at:
-                return _token_error("invalid_grant", "authorization code expired")
+                return token_error("invalid_grant", "authorization code expired")
             if form.get("redirect_uri") != rec.redirect_uri:
-                return _token_error("invalid_grant", "redirect_uri does not match")
+                return token_error("invalid_grant", "redirect_uri does not match")
             if rec.code_challenge is None:
                 if verifier is not None:
-                    return _token_error("invalid_grant", "code_verifier without code_challenge")
+                    return token_error("invalid_grant", "code_verifier without code_challenge")
             elif verifier is None or not _VERIFIER_RE.fullmatch(verifier):
-                return _token_error("invalid_grant", "missing or malformed code_verifier")
+                return token_error("invalid_grant", "missing or malformed code_verifier")
             elif not hmac.compare_digest(
                 _b64url(hashlib.sha256(verifier.encode()).digest()), rec.code_challenge
             ):
-                return _token_error("invalid_grant", "PKCE verification failed")
+                return token_error("invalid_grant", "PKCE verification failed")
             body = self._issue(rec.client_id, rec.user, rec.scope, code, self._refresh_for(rec))
         if "openid" in rec.scope.split():
             body["id_token"] = self._id_token(client.client_id, rec.user, rec.nonce)
-        return Response(200, body, dict(_NO_STORE))
+        return Response(200, body, dict(NO_STORE))
 
     def _refresh_for(self, code: Code) -> bool:
         """Return whether this code's exchange hands out a refresh token too."""
@@ -496,16 +506,16 @@ class OAuthEmulator(EmulatorServer):
     def _grant_refresh(self, client: EmulatorClient, form: dict[str, str]) -> Response:
         token = form.get("refresh_token")
         if not token:
-            return _token_error("invalid_request", "refresh_token is required")
+            return token_error("invalid_request", "refresh_token is required")
         with self._lock:
             grant = self._refresh.get(token)
             if grant is None or grant.client_id != client.client_id or grant.expired():
-                return _token_error("invalid_grant", "refresh token is unknown, expired or used")
+                return token_error("invalid_grant", "refresh token is unknown, expired or used")
             if self.rotate_refresh_tokens:
                 del self._refresh[token]
             again = self.rotate_refresh_tokens or self.reissue_refresh_tokens
             body = self._issue(client.client_id, grant.user, grant.scope, grant.origin, again)
-        return Response(200, body, dict(_NO_STORE))
+        return Response(200, body, dict(NO_STORE))
 
     def _issue(
         self, client_id: str, user: EmulatorUser, scope: str, origin: str, refresh: bool
@@ -565,11 +575,11 @@ class OAuthEmulator(EmulatorServer):
         if isinstance(client, Response):
             return client
         if len(req.form_multi.get("scope", [])) > 1:
-            return _token_error("invalid_request", "repeated parameter scope")
+            return token_error("invalid_request", "repeated parameter scope")
         scope = req.form.get("scope", DEFAULT_SCOPE)
         unknown = sorted(set(scope.split()) - set(self.scopes_supported))
         if unknown:
-            return _token_error("invalid_scope", f"unsupported scope {unknown[0]}")
+            return token_error("invalid_scope", f"unsupported scope {unknown[0]}")
         device_code = secrets.token_urlsafe(32)
         with self._lock:
             while True:  # unique among the codes issued: the user's code names one device
@@ -596,7 +606,7 @@ class OAuthEmulator(EmulatorServer):
             "expires_in": self.device_code_lifetime,
             "interval": self.device_interval,
         }
-        return Response(200, body, dict(_NO_STORE))
+        return Response(200, body, dict(NO_STORE))
 
     def _live_device_code(self, user_code: str) -> _DeviceCode | None:
         """Return the device code a user code names, if it still awaits a decision."""
@@ -661,13 +671,13 @@ class OAuthEmulator(EmulatorServer):
         """RFC 8628 §3.4-3.5: answer a poll with a token or why there is none yet."""
         device_code = form.get("device_code")
         if not device_code:
-            return _token_error("invalid_request", "device_code is required")
+            return token_error("invalid_request", "device_code is required")
         now = time.monotonic()
         with self._lock:
             answer, description = self._device_answer(client, device_code, now)
             self.device_polls.append((now, answer))
             if answer != "token":
-                return _token_error(answer, description)
+                return token_error(answer, description)
             rec = self._device_codes[device_code]
             assert rec.user is not None
             rec.used = True  # single use: the token goes out once
@@ -677,7 +687,7 @@ class OAuthEmulator(EmulatorServer):
             )
         if "openid" in rec.scope.split():
             body["id_token"] = self._id_token(client.client_id, rec.user, None)
-        return Response(200, body, dict(_NO_STORE))
+        return Response(200, body, dict(NO_STORE))
 
     def _device_answer(
         self, client: EmulatorClient, device_code: str, now: float
@@ -714,7 +724,7 @@ class OAuthEmulator(EmulatorServer):
             )
         if self.fail_revocation is not None:
             status = self.fail_revocation
-            return _token_error("temporarily_unavailable", "revocation is unavailable", status)
+            return token_error("temporarily_unavailable", "revocation is unavailable", status)
         if (error := self._form_error(req)) is not None:
             return error
         client = self._authenticate(req, creds)
@@ -722,7 +732,7 @@ class OAuthEmulator(EmulatorServer):
             return client
         token = form.get("token")
         if not token:
-            return _token_error("invalid_request", "token is required")
+            return token_error("invalid_request", "token is required")
         hint = form.get("token_type_hint")
         # RFC 7009 §2.2.1: the hint only orders the search; an unknown hint searches all types.
         kinds = sorted(_TOKEN_KINDS, key=lambda kind: kind != hint)
@@ -734,7 +744,7 @@ class OAuthEmulator(EmulatorServer):
                     continue
                 if grant.client_id != client.client_id:
                     # RFC 7009 §2.1: a token issued to another client is refused, and kept.
-                    return _token_error("unauthorized_client", "token was issued to another client")
+                    return token_error("unauthorized_client", "token was issued to another client")
                 del table[token]
                 if kind == "refresh_token":
                     # RFC 7009 §2.1: the access tokens of the same grant go with it.
@@ -743,7 +753,7 @@ class OAuthEmulator(EmulatorServer):
                 self.revoked.append(kind)
                 break
         # RFC 7009 §2.2: unknown, expired or already revoked tokens are a success too.
-        return Response(200, b"", dict(_NO_STORE))
+        return Response(200, b"", dict(NO_STORE))
 
     # -- userinfo --------------------------------------------------------------------------
 
@@ -757,5 +767,5 @@ class OAuthEmulator(EmulatorServer):
             return Response(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
         user = grant.user
         return Response(
-            200, {"sub": user.sub, "name": user.name, "email": user.email}, dict(_NO_STORE)
+            200, {"sub": user.sub, "name": user.name, "email": user.email}, dict(NO_STORE)
         )

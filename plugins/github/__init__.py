@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import loopauth
 from loopauth.errors import ConfigError, ProviderError, UsageError
-from loopauth.plugins.oauth2 import reserved_params_problem
+from loopauth.plugins.oauth2 import client_settings_problem
 from loopauth.provider import Account, Provider, ProviderType, Setting
 from loopauth.urls import check_url, safe_url
 
@@ -165,12 +165,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
         )
     if settings.get("supports_iss") and not settings.get("issuer"):
         return "supports_iss: GitHub sends no iss in the redirect; leave it unset"
-    if (problem := reserved_params_problem(settings)) is not None:
-        return problem
-    method = settings.get("token_endpoint_auth_method")
-    if method not in (None, "none") and not settings.get("client_secret"):
-        return f"client_secret: is required by token_endpoint_auth_method {method}"
-    return None
+    return client_settings_problem(settings)
 
 
 def _needs_secret(provider: Provider) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import loopauth
 from loopauth.errors import AccessDenied
-from loopauth.plugins.oauth2 import reserved_params_problem
+from loopauth.plugins.oauth2 import client_settings_problem
 from loopauth.provider import Account, Provider, ProviderType, Setting
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
         settings.get("scope") or []
     ):
         return "auth_params: hd needs `openid` in scope: the domain is checked in the id_token"
-    return reserved_params_problem(settings)
+    return client_settings_problem(settings)
 
 
 def _authorization_params(provider: Provider, params: dict[str, str]) -> dict[str, str]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopauth.emulator import EmulatorClient, EmulatorUser, OAuthEmulator, Request, Response
+from loopauth.emulator.oauth import NO_STORE, token_error
 from loopauth.emulator.registry import Code, basic_credentials
 
 from . import google_scope, published_metadata
@@ -95,7 +96,6 @@ SCOPES = (
 ID_TOKEN_ISS = ("url", "bare", "alternate")
 # Google's device-flow polling statuses (its limited-input device guide).
 _POLL_STATUS = {"authorization_pending": 428, "slow_down": 403, "access_denied": 403}
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass
@@ -128,10 +128,6 @@ def google_clients() -> dict[str, EmulatorClient]:
         ),
         TV_CLIENT_ID: GoogleClient(TV_CLIENT_ID, TV_CLIENT_SECRET, [], "client_secret_post", "tv"),
     }
-
-
-def _error(error: str, description: str, status: int = 400) -> Response:
-    return Response(status, {"error": error, "error_description": description}, dict(_NO_STORE))
 
 
 class GoogleEmulator(OAuthEmulator):
@@ -230,7 +226,7 @@ class GoogleEmulator(OAuthEmulator):
                 return client  # Google lists client_id and scope only
             # What Desktop clients without a secret get (widely reported; Google's guide marks
             # the secret "Optional").
-            return _error("invalid_request", "client_secret is missing.")
+            return token_error("invalid_request", "client_secret is missing.")
         expected = (client.client_secret or "").encode()
         if not hmac.compare_digest(secret.encode(), expected) or not expected:
             return self._invalid_client(basic is not None)
@@ -293,7 +289,7 @@ class GoogleEmulator(OAuthEmulator):
         basic = basic_credentials(req.headers.get("authorization", ""))
         client = self.clients.get(basic[0] if basic is not None else req.form.get("client_id", ""))
         if client is not None and getattr(client, "kind", "desktop") != "tv":
-            return _error(
+            return token_error(
                 "invalid_client",
                 "The OAuth client type is incorrect: the application type of the client must "
                 "be TVs and Limited Input devices",
@@ -301,10 +297,12 @@ class GoogleEmulator(OAuthEmulator):
             )
         scope = req.form.get("scope", "")
         if not scope.split():
-            return _error("invalid_request", "scope is required")  # Google: Required (code ours)
+            return token_error(
+                "invalid_request", "scope is required"
+            )  # Google: Required (code ours)
         outside = sorted(set(scope.split()) - DEVICE_SCOPES)
         if outside:  # the error code is ours: Google only lists the allowed scopes
-            return _error("invalid_scope", f"scope {outside[0]} is not allowed for devices")
+            return token_error("invalid_scope", f"scope {outside[0]} is not allowed for devices")
         resp = super()._device_authorization(req)
         if resp.status == 200 and isinstance(resp.body, dict):
             # Google's name; whether it also sends verification_uri(_complete) is not documented.
@@ -336,18 +334,18 @@ class GoogleEmulator(OAuthEmulator):
                 }
             )
         if self.fail_revocation is not None:
-            return _error(
+            return token_error(
                 "temporarily_unavailable", "revocation is unavailable", self.fail_revocation
             )
         token = form.get("token") or req.query.get("token")
         if not token:
-            return _error("invalid_request", "token is required")  # ours
+            return token_error("invalid_request", "token is required")  # ours
         with self._lock:
             kind = "refresh_token" if token in self._refresh else "access_token"
             grant = self._refresh.get(token) or self._access.get(token)
             if grant is None or grant.expired():
                 # Google's body for an unknown or revoked token, as third parties record it.
-                return _error("invalid_token", "Token expired or revoked")
+                return token_error("invalid_token", "Token expired or revoked")
             # "Revocation removes all OAuth 2.0 scopes previously granted to a project": every
             # token of this user, for every client (this server is one project).
             sub = grant.user.sub
@@ -356,7 +354,7 @@ class GoogleEmulator(OAuthEmulator):
                     del table[gone]
             self._consented = {key for key in self._consented if key[1] != sub}
             self.revoked.append(kind)
-        return Response(200, {}, dict(_NO_STORE))
+        return Response(200, {}, dict(NO_STORE))
 
     # -- userinfo --------------------------------------------------------------------------
 
@@ -379,4 +377,4 @@ class GoogleEmulator(OAuthEmulator):
         hd = getattr(user, "hd", None)
         if hd:
             body["hd"] = hd
-        return Response(200, body, dict(_NO_STORE))
+        return Response(200, body, dict(NO_STORE))

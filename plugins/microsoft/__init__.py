@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import loopauth
-from loopauth.plugins.oauth2 import reserved_params_problem
+from loopauth.plugins.oauth2 import client_settings_problem
 from loopauth.provider import Provider, ProviderType, Setting, TokenRequest
 
 if TYPE_CHECKING:
@@ -192,14 +192,12 @@ def _validate(settings: Mapping[str, Any]) -> str | None:
             "(Microsoft Entra admin center > App registrations)"
         )
     method = settings.get("token_endpoint_auth_method")
-    if method not in (None, "none") and not settings.get("client_secret"):
-        return f"client_secret: is required by token_endpoint_auth_method {method}"
     if method == "none" and settings.get("client_secret"):
         return (
             "token_endpoint_auth_method: none sends no client secret, but client_secret is set: "
             "remove the secret (a public client must not use one) or use client_secret_post"
         )
-    return reserved_params_problem(settings)
+    return client_settings_problem(settings)
 
 
 def _as_registered(provider: Provider, redirect_uri: str | None) -> str | None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopauth.emulator import EmulatorClient, EmulatorUser, OAuthEmulator, Request, Response, page
+from loopauth.emulator.oauth import token_error
 
 from . import CONSUMERS_TENANT, GRAPH, TENANT_TEMPLATE
 
@@ -53,7 +54,6 @@ _PATH_RE = re.compile(
     r"/([^/]+)/(?:oauth2/v2\.0/(authorize|token|devicecode)|v2\.0/\.well-known/"
     r"(openid-configuration))"
 )
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,6 @@ def _default_clients() -> dict[str, EmulatorClient]:
 def _tid(user: EmulatorUser) -> str:
     """Return a user's tenant (a plain EmulatorUser counts as Contoso's)."""
     return str(getattr(user, "tid", CONTOSO.id))
-
-
-def _error(error: str, description: str, status: int = 400) -> Response:
-    return Response(status, {"error": error, "error_description": description}, dict(_NO_STORE))
 
 
 class MicrosoftEmulator(OAuthEmulator):
@@ -253,7 +249,7 @@ class MicrosoftEmulator(OAuthEmulator):
             if endpoint == "authorize":
                 text = f"<p>Tenant {segment!r} not found.</p>"
                 return Response.html(400, page("Sign in", text))
-            return _error("invalid_request", f"tenant {segment!r} not found")
+            return token_error("invalid_request", f"tenant {segment!r} not found")
         allowed = {"authorize": "GET, POST", "openid-configuration": "GET"}.get(endpoint, "POST")
         if req.method not in allowed.split(", "):
             return self._not_allowed(allowed)
@@ -272,7 +268,7 @@ class MicrosoftEmulator(OAuthEmulator):
 
     @staticmethod
     def _not_allowed(allow: str) -> Response:
-        resp = _error("invalid_request", f"use {allow}", 405)
+        resp = token_error("invalid_request", f"use {allow}", 405)
         resp.headers["Allow"] = allow
         return resp
 
