@@ -37,9 +37,9 @@ log = logging.getLogger("loopauth.device")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5.0  # RFC 8628 §3.2: when the provider names none
 SLOW_DOWN_STEP = 5.0  # §3.5: slow_down adds 5 s for this and every later poll
-# Polling faster than once a second helps nobody; a provider's interval above a minute is taken
-# as a minute (one that really wants more answers slow_down, which raises it as it asks).
-MIN_INTERVAL = 1.0
+MIN_INTERVAL = 1.0  # polling faster than once a second helps nobody
+# A slow_down answer that names its new interval (GitHub) is believed up to five minutes.
+MAX_TOLD_INTERVAL = 300.0
 MAX_ADDRESS = 2048  # characters: a verification address is typed or scanned, not a page
 MAX_LIFETIME = 86400.0  # a device code valid for more than a day is garbage
 MAX_BACKOFF = 60.0  # §3.5 backoff after network failures: doubling, but never past a minute
@@ -317,7 +317,8 @@ class DeviceFlow(LoginFlow):
                 if exc.error == "slow_down":
                     # GitHub says the new interval in the answer; never less than §3.5's step.
                     told = _seconds(name, "interval", (exc.response or {}).get("interval"))
-                    self.interval = max(self.interval + SLOW_DOWN_STEP, min(told or 0, 300))
+                    told = min(told or 0, MAX_TOLD_INTERVAL)
+                    self.interval = max(self.interval + SLOW_DOWN_STEP, told)
                     wait = self.interval
                     log.debug("%s asked to slow down: polling every %g s", name, wait)
                     continue
